@@ -246,6 +246,14 @@ class Selector(Plugin):
     def select(self, X_train: np.ndarray, y_train: np.ndarray, ks: Sequence[int]) -> dict[int, Selection]:
         """Return a :class:`Selection` of exactly k distinct columns of ``X_train`` for every k in ``ks``."""
 
+    def ks_problem(self, ks: Sequence[int], n_columns: int) -> str | None:
+        """Why some k in ``ks`` cannot be chosen from ``n_columns`` candidate columns, or None when all can.
+
+        The core asks when the spec is validated, with the spec's prefilter as ``n_columns``, so the mistake is
+        reported before any work is done. Selectors that choose from a smaller set of their own (e.g. an optimal
+        solver over its top candidates) override this; the message should name the parameter to change."""
+        return None
+
 
 def plugin_summary(cls: type) -> str:
     """First line of a plugin class's docstring."""

@@ -211,6 +211,10 @@ def validate_spec_text(
             problems += own_problems
             if plugin is not None:
                 resolved[group].append(plugin)
+                if group == "selectors" and spec is not None and max(spec.ks) <= spec.prefilter:
+                    problem = plugin.instantiate().ks_problem(spec.ks, spec.prefilter)
+                    if problem:
+                        problems.append(_problem((group, index, "params"), problem, lines))
     if problems or spec is None:
         raise SpecError(source, problems)
     # record the normalised params (defaults filled in), so the fingerprint changes when any effective value does
