@@ -9,12 +9,15 @@ no tree per neuron is needed. Results equal scikit-learn's up to floating-point 
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy.special import digamma
 from sklearn.preprocessing import scale
 
-#: neurons processed together (bounds memory: a block holds a few arrays of [block, n_samples])
-BLOCK = 64
+#: neurons processed together: a block holds a few arrays of [block, n_samples]; small blocks stay in cache
+BLOCK = 8
 
 
 def kth_neighbour_distance(sorted_values: np.ndarray, k: int) -> np.ndarray:
@@ -72,12 +75,10 @@ def mutual_info_knn(X: np.ndarray, y: np.ndarray, n_neighbors: int = 3, seed: in
     Same estimator and numbers as ``sklearn.feature_selection.mutual_info_classif(X, y,
     n_neighbors=n_neighbors, random_state=seed)`` with every feature continuous.
     """
-    X = np.asarray(X, dtype=np.float64)
+    X = np.asarray(X)
     y = np.asarray(y)
     n, d = X.shape
-    X = scale(X, with_mean=False)
-    rng = np.random.RandomState(seed)
-    X += 1e-10 * np.maximum(1.0, np.mean(np.abs(X), axis=0)) * rng.standard_normal(size=(n, d))
+    noise = np.random.RandomState(seed).standard_normal(size=(n, d))  # drawn exactly as scikit-learn draws it
     labels, counts = np.unique(y, return_counts=True)
     kept_labels = labels[counts > 1]  # a class with a single sample has no neighbour: dropped, as scikit-learn does
     keep = np.isin(y, kept_labels)
@@ -90,14 +91,23 @@ def mutual_info_knn(X: np.ndarray, y: np.ndarray, n_neighbors: int = 3, seed: in
         k = min(n_neighbors, size - 1)
         constant += size * (float(digamma(k)) - float(digamma(size))) / n_kept
         per_class.append((y == label, k))
-    mi = np.empty(d)
-    for start in range(0, d, BLOCK):
-        block = np.ascontiguousarray(X[keep, start:start + BLOCK].T)
+
+    def block_sums(start: int) -> np.ndarray:
+        """Sum over samples of digamma(neighbour count) for columns start..start + BLOCK."""
+        columns = slice(start, start + BLOCK)
+        block = scale(np.asarray(X[:, columns], dtype=np.float64), with_mean=False)  # per column, like sklearn
+        block += 1e-10 * np.maximum(1.0, np.mean(np.abs(block), axis=0)) * noise[:, columns]
+        block = np.ascontiguousarray(block[keep].T)
         everything = np.sort(block, axis=1)
         total = np.zeros(len(block))
         for mask, k in per_class:
             values = np.sort(block[:, mask], axis=1)
             radius = np.nextafter(kth_neighbour_distance(values, k), 0)
             total += table[count_within(everything, values, radius) - 1].sum(axis=1)
-        mi[start:start + BLOCK] = constant - total / n_kept
+        return total
+
+    # numpy's sorts, searches and gathers release the GIL: blocks run in parallel threads
+    with ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, 8)) as pool:
+        totals = list(pool.map(block_sums, range(0, d, BLOCK)))
+    mi = constant - np.concatenate(totals) / n_kept if totals else np.empty(0)
     return np.maximum(0.0, mi)

@@ -61,7 +61,7 @@ def test_one_sweep_yields_every_k_nested_and_finds_the_planted_neurons(planted, 
 def test_each_step_starts_from_the_previous_coefficients(planted, monkeypatch) -> None:
     X, y = planted(1500, 120, [5, 40, 77], 1.6, seed=12)
     fits = RecordingFits(monkeypatch)
-    AdaptiveThreshold(AdaptiveThreshold.Params(start=32)).select(X, y, [1, 2, 4])
+    AdaptiveThreshold(AdaptiveThreshold.Params(start=32, tol=1e-4)).select(X, y, [1, 2, 4])
     assert fits.steps[0]["start"] is None
     for previous, step in zip(fits.steps, fits.steps[1:]):
         kept = np.sort(np.abs(previous["coef"]))[::-1][: step["width"]]
@@ -69,8 +69,9 @@ def test_each_step_starts_from_the_previous_coefficients(planted, monkeypatch) -
         np.testing.assert_allclose(np.sort(np.abs(step["start"]))[::-1], kept)
     warm = list(fits.steps)
     fits.steps.clear()
-    AdaptiveThreshold(AdaptiveThreshold.Params(start=32, warm_start=False)).select(X, y, [1, 2, 4])
+    AdaptiveThreshold(AdaptiveThreshold.Params(start=32, tol=1e-4, warm_start=False)).select(X, y, [1, 2, 4])
     assert all(s["start"] is None for s in fits.steps)
+    # at a tight tolerance, where iteration counts mean something, warm steps need fewer saga epochs
     assert sum(s["n_iter"] for s in warm[1:]) < sum(s["n_iter"] for s in fits.steps[1:])
 
 
