@@ -128,3 +128,14 @@ def test_l1_logreg_default_C_sits_above_the_entry_point(planted) -> None:
     assert nonzero(0.95 * entry_C(Xs, y)) == 0 and nonzero(1.05 * entry_C(Xs, y)) >= 1
     details = L1Logistic().select(X, y, [3])[3].details
     assert details["C"] == pytest.approx(20 * entry_C(Xs, y)) and details["nonzero_coefficients"] >= 3
+
+
+def test_l1_logreg_working_set_reaches_the_fit_on_every_candidate(planted) -> None:
+    X, y = planted(600, 300, [3, 80, 150, 222], 1.2, seed=8)
+    grown = L1Logistic(L1Logistic.Params(working_set=4, tol=1e-8)).select(X, y, [8])[8]
+    everything = L1Logistic(L1Logistic.Params(working_set=300, tol=1e-8)).select(X, y, [8])[8]
+    assert 4 < grown.details["working_set"] < 300  # it grew by the neurons whose optimality condition failed
+    assert everything.details["working_set"] == 300
+    assert grown.details["nonzero_coefficients"] == everything.details["nonzero_coefficients"] >= 8
+    assert grown.neurons.tolist() == everything.neurons.tolist()
+    np.testing.assert_allclose(grown.scores, everything.scores, rtol=1e-4)
