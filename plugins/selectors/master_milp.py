@@ -28,6 +28,7 @@ class MasterMILP:
     """
 
     def __init__(self, n_features: int, k: int, floor: float, threads: int = 1) -> None:
+        import highspy
         import pyomo.environ as pyo
         from pyomo.contrib.appsi.solvers import Highs
 
@@ -45,6 +46,9 @@ class MasterMILP:
         solver = Highs()
         if not solver.available():
             raise RuntimeError("HiGHS (highspy) is not available to Pyomo's appsi_highs interface")
+        # HiGHS keeps one thread pool per process, sized by the first solve; a later solve asking for another
+        # size fails outright (as if nothing were found) unless the pool is rebuilt
+        highspy.Highs.resetGlobalScheduler(True)
         solver.config.load_solution = False
         solver.highs_options = {
             "threads": int(threads),
@@ -96,6 +100,8 @@ class MasterMILP:
         self.solver.config.time_limit = max(0.01, float(time_limit))
         self.solver.config.mip_gap = float(mip_gap)
         results = self.solver.solve(self.model)
+        if results.termination_condition in (TerminationCondition.error, TerminationCondition.unknown):
+            raise RuntimeError(f"HiGHS failed on the master MILP (termination: {results.termination_condition.name})")
         bound = results.best_objective_bound
         bound = -np.inf if bound is None else float(bound)
         finished = results.termination_condition == TerminationCondition.optimal

@@ -25,7 +25,7 @@ class OSPParams(PluginParams):
     time_limit: float = Field(60.0, gt=0, description="seconds per k; on expiry the best support is returned "
                                                       "with its bound and gap")
     relative_gap: float = Field(1e-4, ge=0, description="stop when (objective - bound) / objective <= this")
-    threads: int = Field(1, ge=1, description="HiGHS threads (fixed by the first HiGHS solve in a process)")
+    threads: int = Field(1, ge=1, description="threads of HiGHS's branch and bound on the master MILP")
     class_weight: Literal["balanced", "none"] = Field(
         "balanced", description="hinge-loss weights: 'balanced' gives each class half the total weight")
     local_search_budget: int = Field(400, ge=0, description="support evaluations per k spent on swap local search")

@@ -18,6 +18,9 @@ the certificate. What makes it fast:
 - many cheap first cuts: warm supports (mean difference, the neighbouring k's optimum), then a swap local search
   whose neighbours are pruned by the cut pool (a neighbour whose pool bound already exceeds the incumbent is
   never solved);
+- a swap descent on the cut model itself before each master solve: its local minima under the incumbent are
+  supports the master would return, solved without a branch and bound (on real MiniLM activations this halved the
+  master solves);
 - coefficient strengthening against a valid floor (``master_milp``), so far-away cuts do not wreck the LP bound;
 - for hard problems, root bounds: the Boolean relaxation (``boolean_relaxation``) and exclusion cuts (the SVM on all
   candidates but one important neuron bounds every support without it), and an exact enumeration master once
@@ -27,7 +30,6 @@ the certificate. What makes it fast:
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Sequence
@@ -131,6 +133,28 @@ class SparseSVM:
             if not improved:
                 return
 
+    def _descend_cut_model(self, start: Sequence[int], state: _KState, deadline: float, budget: int) -> int:
+        """A cheap stand-in for the master: swap descent on the pool bound (the master's own objective) from
+        ``start``. A local minimum under the threshold is a support the master could return: it is solved, its cut
+        joins the pool, and the descent goes on from it. Returns the number of supports solved; when it ends with
+        none left under the threshold nearby, the exact master has less to refute."""
+        support = np.array(sorted(start))
+        solved = 0
+        while solved < budget and time.perf_counter() < deadline:
+            current = self.pool.bound(support)
+            while True:
+                bounds = self.pool.swap_bounds(support)
+                a, j = divmod(int(np.argmin(bounds)), self.n_features)
+                if bounds[a, j] >= current - 1e-12 * abs(current):
+                    break
+                support[a], current = j, float(bounds[a, j])
+            key = tuple(sorted(support.tolist()))
+            if current >= state.threshold or key in self.evaluator.cache:
+                break
+            self._evaluate(key, state)
+            solved += 1
+        return solved
+
     # -- stronger bounds for hard problems ----------------------------------------------------------------------
 
     def _strengthen(self, k: int, state: _KState, deadline: float) -> bool:
@@ -178,8 +202,8 @@ class SparseSVM:
             return True
         if math.comb(len(free), m) > self.enumeration_limit:
             return False
-        combos = np.array(list(itertools.combinations(free, m)), dtype=np.int64).reshape(-1, m)
-        supports = np.hstack([np.tile(np.array(forced, dtype=np.int64), (len(combos), 1)), combos])
+        combos = np.asarray(free, dtype=np.int16)[combinations(len(free), m)]
+        supports = np.hstack([np.tile(np.array(forced, dtype=np.int16), (len(combos), 1)), combos])
         bounds = np.full(len(supports), -np.inf)
         alive = np.arange(len(supports))
         for r in np.argsort(-self.pool.constants, kind="stable"):  # strong cuts first: the alive set shrinks fast
@@ -246,6 +270,9 @@ class SparseSVM:
         while not state.closed and time.perf_counter() < deadline:
             if master is None:
                 master, handed = MasterMILP(self.n_features, k, state.floor, self.threads), 0
+            self._descend_cut_model(state.incumbent.support, state, deadline, self.local_search_budget)
+            if state.closed:
+                break
             while handed < len(self.pool):
                 master.add_cut(float(self.pool.constants[handed]), self.pool.coefficients[handed])
                 handed += 1
@@ -273,6 +300,7 @@ class SparseSVM:
                 continue
             evaluation = self._evaluate(key, state)
             self._local_search(evaluation, state, deadline, max(1, self.local_search_budget // 20))
+            self._descend_cut_model(key, state, deadline, self.local_search_budget)
         incumbent = state.incumbent
         lower = min(state.floor, incumbent.objective)
         gap = (incumbent.objective - lower) / max(abs(incumbent.objective), 1e-12)
@@ -285,6 +313,19 @@ class SparseSVM:
             seconds=time.perf_counter() - started, extras={"enumerated_supports": state.enumerated},
         )
         return incumbent, certificate
+
+
+def combinations(n: int, m: int) -> np.ndarray:
+    """Every m-subset of range(n) as the rows of an int16 array, in lexicographic order (vectorised: millions of
+    rows in a fraction of a second, where itertools would build millions of tuples)."""
+    combos = np.zeros((1, 0), dtype=np.int16) if m == 0 else np.arange(n - m + 1, dtype=np.int16)[:, None]
+    for position in range(1, m):
+        last = combos[:, -1].astype(np.int64)
+        counts = n - m + position - last  # the next entry runs from last + 1 to n - m + position
+        rows = np.repeat(np.arange(len(combos)), counts)
+        step = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+        combos = np.hstack([combos[rows], (last[rows] + 1 + step).astype(np.int16)[:, None]])
+    return combos
 
 
 @dataclass

@@ -10,7 +10,9 @@ import pytest
 
 from probekit.errors import RunError
 from probekit.probing import mean_difference, top_k
+from probekit_plugins.selectors.master_milp import MasterMILP
 from probekit_plugins.selectors.osp import OptimalSparseProbe, class_weights, feature_scale
+from probekit_plugins.selectors.outer_approximation import combinations
 
 REGIMES = {
     "paper": {},  # features / (10 std), gamma = 1/sqrt(n): the ridge dominates
@@ -42,7 +44,9 @@ def brute_force(X: np.ndarray, y: np.ndarray, k: int, params: dict, exact_svm) -
 
 def check_against_brute_force(X, y, params, exact_svm) -> None:
     p = X.shape[1]
-    selections = OptimalSparseProbe(OptimalSparseProbe.Params(candidates=p, relative_gap=1e-9, **params)).select(
+    # 1e-7, a thousand times the default: HiGHS's tolerances (1e-9 on rows, entries below 1e-8 folded into the
+    # constant) keep the master's bound within about 1e-8 of its exact value
+    selections = OptimalSparseProbe(OptimalSparseProbe.Params(candidates=p, relative_gap=1e-7, **params)).select(
         X, y, [1, 2, 3, 4])
     for k, selection in selections.items():
         optimum = brute_force(X, y, k, params, exact_svm)
@@ -114,3 +118,34 @@ def test_k_beyond_the_candidates_is_a_clear_error() -> None:
     X, y = small_instance(100, 12, seed=6)
     with pytest.raises(RunError, match=r"osp: k = 6 exceeds the 5 candidate neurons .*params.candidates = 5"):
         OptimalSparseProbe(OptimalSparseProbe.Params(candidates=5)).select(X, y, [1, 6])
+
+
+def test_master_milp_minimises_the_cut_model() -> None:
+    """The master's optimum is the smallest pool bound over all supports (brute force over the cut model)."""
+    rng = np.random.default_rng(7)
+    p, k = 9, 3
+    constants, coefficients = rng.uniform(5, 10, 12), rng.uniform(0, 4, (12, p))
+    supports = list(itertools.combinations(range(p), k))
+    pool = [max(float(a - d[list(s)].sum()) for a, d in zip(constants, coefficients)) for s in supports]
+    master = MasterMILP(p, k, floor=0.0)
+    for a, d in zip(constants, coefficients):
+        master.add_cut(float(a), d)
+    result = master.solve(10.0, 1e-9, incumbent=None)
+    assert result.finished and result.value == pytest.approx(min(pool), abs=1e-7)
+    assert result.bound == pytest.approx(min(pool), abs=1e-7)
+    assert pool[supports.index(tuple(result.support.tolist()))] == pytest.approx(min(pool), abs=1e-7)
+
+
+def test_vectorised_combinations_equal_itertools() -> None:
+    for n, m in [(5, 0), (5, 1), (6, 3), (10, 4), (7, 7)]:
+        assert combinations(n, m).tolist() == [list(c) for c in itertools.combinations(range(n), m)]
+
+
+def test_thread_counts_can_differ_between_solves_in_one_process() -> None:
+    """HiGHS sizes one thread pool per process at its first solve; osp entries with other `threads` still solve."""
+    X, y = small_instance(200, 20, seed=8)
+    params = {"scaling": "standardize", "gamma": 10.0, "candidates": 20}
+    results = [OptimalSparseProbe(OptimalSparseProbe.Params(threads=threads, **params)).select(X, y, [3])[3].details
+               for threads in (2, 1, 2)]
+    assert all(d["status"] == "optimal" and d["master_solves"] >= 1 for d in results)
+    assert results[0]["objective"] == pytest.approx(results[1]["objective"]) == pytest.approx(results[2]["objective"])
