@@ -42,6 +42,10 @@ from probekit_plugins.selectors.boolean_relaxation import boolean_relaxation
 from probekit_plugins.selectors.master_milp import MasterMILP
 from probekit_plugins.selectors.svm_cuts import Cut, CutPool, Evaluation, SupportEvaluator, k_bound
 
+#: supports solved per descent of the cut model: enough to halve the master solves on real activations, few enough
+#: not to crowd out the enumeration where the cut model is weak (weak regularisation)
+DESCENT_BUDGET = 20
+
 
 @dataclass
 class Certificate:
@@ -270,7 +274,7 @@ class SparseSVM:
         while not state.closed and time.perf_counter() < deadline:
             if master is None:
                 master, handed = MasterMILP(self.n_features, k, state.floor, self.threads), 0
-            self._descend_cut_model(state.incumbent.support, state, deadline, self.local_search_budget)
+            self._descend_cut_model(state.incumbent.support, state, deadline, DESCENT_BUDGET)
             if state.closed:
                 break
             while handed < len(self.pool):
@@ -300,7 +304,7 @@ class SparseSVM:
                 continue
             evaluation = self._evaluate(key, state)
             self._local_search(evaluation, state, deadline, max(1, self.local_search_budget // 20))
-            self._descend_cut_model(key, state, deadline, self.local_search_budget)
+            self._descend_cut_model(key, state, deadline, DESCENT_BUDGET)
         incumbent = state.incumbent
         lower = min(state.floor, incumbent.objective)
         gap = (incumbent.objective - lower) / max(abs(incumbent.objective), 1e-12)
