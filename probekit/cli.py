@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from pydantic_core import PydanticUndefined
@@ -18,9 +18,12 @@ from probekit import __version__
 from probekit.contracts import plugin_summary
 from probekit.errors import ProbekitError
 from probekit.registry import GROUPS, PluginRegistry
-from probekit.report import best_per_feature, best_table, markdown_report
+from probekit.report import best_per_feature, best_table, compare_selectors, markdown_report, selector_table
 from probekit.results import RunDirectory, atomic_write_bytes
 from probekit.spec import load_spec
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 app = typer.Typer(
     help="Sparse probing of language-model neurons: find the neurons that encode a feature.",
@@ -78,12 +81,20 @@ def run(
     except KeyboardInterrupt:
         errors.print("interrupted: finished cells are saved; run the same command again to resume", style="yellow")
         raise typer.Exit(130) from None
-    console.print(best_table(best_per_feature(table)))
+    print_summary(table)
     for skipped in summary.skipped_features:
         console.print(f"skipped {skipped['feature']} ({skipped['model']} / {skipped['dataset']}): {skipped['reason']}",
                       markup=False, style="dim")
     console.print(f"{summary.new_rows} new result rows, {summary.reused_cells} cells already on disk; "
                   f"results in {run_dir.results_dir}, report in {run_dir.path / 'report.md'}", markup=False)
+
+
+def print_summary(table: pa.Table) -> None:
+    """The best probe per feature, and the selectors compared when a run has several (or certificates)."""
+    console.print(best_table(best_per_feature(table)))
+    summaries = compare_selectors(table)
+    if len(summaries) > 1 or any(summary.certified for summary in summaries):
+        console.print(selector_table(summaries))
 
 
 @app.command()
@@ -149,7 +160,7 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> 
         raise fail(ProbekitError(f"{run_dir} is not a probekit run directory (no run.json)"))
     table = directory.read_results()
     atomic_write_bytes(directory.path / "report.md", markdown_report(manifest, table).encode())
-    console.print(best_table(best_per_feature(table)))
+    print_summary(table)
     console.print(f"{table.num_rows} result rows; report written to {directory.path / 'report.md'}", markup=False)
 
 

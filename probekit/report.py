@@ -1,7 +1,9 @@
-"""Summaries of a run's result table: the best probe per feature, as a rich table and as Markdown."""
+"""Summaries of a run's result table: the best probe per feature and the selectors compared, as rich tables and as
+Markdown."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +68,70 @@ def best_table(best: list[BestProbe]) -> Table:
     return table
 
 
+@dataclass(frozen=True)
+class SelectorSummary:
+    """One selector over a run, as Gurnee et al.'s Table 4 reports it: per k, the mean over (model, dataset, feature)
+    of the best test F1 over layers; the mean seconds of one selection (every k of one feature and layer); and, for
+    selectors whose details carry a solver ``status``, how many cells were proved ``optimal``."""
+
+    selector: str
+    f1_by_k: dict[int, float]
+    seconds: float
+    proved: int | None = None
+    certified: int | None = None
+
+
+def compare_selectors(table: pa.Table) -> list[SelectorSummary]:
+    """A :class:`SelectorSummary` per selector, in the order the selectors first appear in the table."""
+    rows = table.select(["model", "dataset", "feature", "layer", "selector", "k", "f1", "select_seconds",
+                         "selector_details"]).to_pylist()
+    best: dict[tuple[str, int], dict[tuple[str, str, str], float]] = {}
+    calls: dict[str, dict[tuple[str, str, str, int], float]] = {}
+    certificates: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        name, feature = row["selector"], (row["model"], row["dataset"], row["feature"])
+        per_feature = best.setdefault((name, row["k"]), {})
+        per_feature[feature] = max(per_feature.get(feature, -1.0), row["f1"])
+        calls.setdefault(name, {})[(*feature, row["layer"])] = row["select_seconds"]
+        details = json.loads(row["selector_details"] or "{}")
+        if isinstance(details, dict) and "status" in details:
+            certificates.setdefault(name, []).append(details)
+    summaries = []
+    for name in calls:
+        ks = sorted(k for selector, k in best if selector == name)
+        f1_by_k = {k: sum(best[(name, k)].values()) / len(best[(name, k)]) for k in ks}
+        seconds = sum(calls[name].values()) / len(calls[name])
+        certified = certificates.get(name)
+        if certified:
+            summaries.append(SelectorSummary(name, f1_by_k, seconds, sum(d["status"] == "optimal" for d in certified),
+                                             len(certified)))
+        else:
+            summaries.append(SelectorSummary(name, f1_by_k, seconds))
+    return summaries
+
+
+def _selector_columns(summaries: list[SelectorSummary]) -> tuple[list[str], list[list[str]]]:
+    ks = sorted({k for summary in summaries for k in summary.f1_by_k})
+    header = ["selector", *(f"k={k}" for k in ks), "seconds", "proved"]
+    lines = []
+    for summary in summaries:
+        proof = f"{summary.proved}/{summary.certified}" if summary.certified else "-"
+        lines.append([summary.selector, *(f"{summary.f1_by_k[k]:.3f}" if k in summary.f1_by_k else "-" for k in ks),
+                      f"{summary.seconds:.2f}", proof])
+    return header, lines
+
+
+def selector_table(summaries: list[SelectorSummary]) -> Table:
+    """A rich table of :func:`compare_selectors`."""
+    header, lines = _selector_columns(summaries)
+    table = Table(title="Selectors: mean over features of the best layer's test F1 (Gurnee et al., Table 4)")
+    for name in header:
+        table.add_column(name, justify="left" if name == "selector" else "right", no_wrap=name == "selector")
+    for line in lines:
+        table.add_row(*line)
+    return table
+
+
 def markdown_report(manifest: dict[str, Any], table: pa.Table) -> str:
     """A Markdown report of a run: what ran, the best probe per feature, and skipped features."""
     spec = manifest["spec"]
@@ -85,6 +151,21 @@ def markdown_report(manifest: dict[str, Any], table: pa.Table) -> str:
         "|" + "---|" * len(header),
         *("| " + " | ".join(line) + " |" for line in lines),
     ]
+    summaries = compare_selectors(table)
+    if len(summaries) > 1 or any(summary.certified for summary in summaries):
+        selector_header, selector_lines = _selector_columns(summaries)
+        text += [
+            "",
+            "## Selectors compared",
+            "",
+            "Mean over features of the best layer's test F1 per k (Gurnee et al. 2023, Table 4); seconds per "
+            "selection (all ks of one feature and layer); for selectors with a certificate, the cells proved optimal "
+            "(status and gap of each cell are in `selector_details`).",
+            "",
+            "| " + " | ".join(selector_header) + " |",
+            "|" + "---|" * len(selector_header),
+            *("| " + " | ".join(line) + " |" for line in selector_lines),
+        ]
     skipped = manifest.get("skipped_features") or []
     if skipped:
         text += ["", "## Skipped features", ""]

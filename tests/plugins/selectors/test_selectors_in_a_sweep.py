@@ -52,6 +52,14 @@ def test_every_new_selector_writes_its_rows(tmp_path: Path) -> None:
             assert certificate["lower_bound"] <= certificate["objective"]
     best = max(r["f1"] for r in rows if r["feature"] == "all_digits" and r["selector"] == "osp" and r["k"] == 1)
     assert best > 0.8  # one MiniLM layer-0 neuron reads digits
+    # the report compares the selectors, with osp's certified cells (2 features x 2 ks)
+    report = (tmp_path / "run" / "report.md").read_text()
+    compared = [line.split(" | ")[0].lstrip("| ") for line in report.split("## Selectors compared")[1].splitlines()
+                if line.startswith("| ") and not line.startswith("| selector")]
+    assert compared == ["random", "f_stat", "mutual_info", "l1_logreg", "adaptive_threshold", "osp"]
+    osp_line = next(line for line in report.splitlines() if line.startswith("| osp |"))
+    assert osp_line.rstrip(" |").endswith("/4")
+    assert "Selectors: mean over features" in result.output
 
 
 def test_osp_k_beyond_its_candidates_is_a_spec_error_before_any_work(tmp_path: Path) -> None:
