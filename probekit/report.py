@@ -86,13 +86,14 @@ def compare_selectors(table: pa.Table) -> list[SelectorSummary]:
     rows = table.select(["model", "dataset", "feature", "layer", "selector", "k", "f1", "select_seconds",
                          "selector_details"]).to_pylist()
     best: dict[tuple[str, int], dict[tuple[str, str, str], float]] = {}
-    calls: dict[str, dict[tuple[str, str, str, int], float]] = {}
+    # one selection call covers all its ks and every row repeats its time; a resumed run may hold several calls
+    calls: dict[str, dict[tuple[str, str, str, int], set[float]]] = {}
     certificates: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         name, feature = row["selector"], (row["model"], row["dataset"], row["feature"])
         per_feature = best.setdefault((name, row["k"]), {})
         per_feature[feature] = max(per_feature.get(feature, -1.0), row["f1"])
-        calls.setdefault(name, {})[(*feature, row["layer"])] = row["select_seconds"]
+        calls.setdefault(name, {}).setdefault((*feature, row["layer"]), set()).add(row["select_seconds"])
         details = json.loads(row["selector_details"] or "{}")
         if isinstance(details, dict) and "status" in details:
             certificates.setdefault(name, []).append(details)
@@ -100,7 +101,7 @@ def compare_selectors(table: pa.Table) -> list[SelectorSummary]:
     for name in calls:
         ks = sorted(k for selector, k in best if selector == name)
         f1_by_k = {k: sum(best[(name, k)].values()) / len(best[(name, k)]) for k in ks}
-        seconds = sum(calls[name].values()) / len(calls[name])
+        seconds = sum(sum(times) for times in calls[name].values()) / len(calls[name])
         certified = certificates.get(name)
         if certified:
             summaries.append(SelectorSummary(name, f1_by_k, seconds, sum(d["status"] == "optimal" for d in certified),

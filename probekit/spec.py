@@ -212,7 +212,7 @@ def validate_spec_text(
             if plugin is not None:
                 resolved[group].append(plugin)
                 if group == "selectors" and spec is not None and max(spec.ks) <= spec.prefilter:
-                    problem = plugin.instantiate().ks_problem(spec.ks, spec.prefilter)
+                    problem = _ks_problem(plugin, spec.ks, spec.prefilter)
                     if problem:
                         problems.append(_problem((group, index, "params"), problem, lines))
     if problems or spec is None:
@@ -245,6 +245,14 @@ def _resolve(
         return None, [_problem((*loc, "params", *_user_loc(e["loc"], ref.params)), e["msg"], lines)
                       for e in error.errors()]
     return ResolvedPlugin(ref.name, ref.plugin, cls, params), []
+
+
+def _ks_problem(selector: ResolvedPlugin, ks: list[int], n_columns: int) -> str | None:
+    """The selector's own objection to ``ks`` (see ``Selector.ks_problem``); a plugin that crashes is named."""
+    try:
+        return selector.instantiate().ks_problem(ks, n_columns)
+    except Exception as error:  # third-party code: report it instead of a traceback
+        return f"selector plugin '{selector.name}' failed while checking ks: {type(error).__name__}: {error}"
 
 
 def _plugin_ref(item: Any) -> PluginRef | None:

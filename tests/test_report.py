@@ -47,3 +47,9 @@ def test_report_has_the_comparison_only_when_there_is_something_to_compare() -> 
     assert "| a | 0.800 | 0.800 | 2.00 | - |" in text and "| b | 0.500 | 0.600 | 6.00 | 3/4 |" in text
     only_a = markdown_report(manifest, pa.Table.from_pylist([r for r in ROWS if r["selector"] == "a"]))
     assert "## Selectors compared" not in only_a
+
+
+def test_a_resumed_selection_counts_both_calls() -> None:
+    resumed = [row("x", 0, "a", 1, 0.5, 1.5, {}), row("x", 0, "a", 2, 0.6, 0.25, {})]  # k = 2 chosen after a resume
+    (summary,) = compare_selectors(pa.Table.from_pylist(resumed))
+    assert summary.seconds == 1.75

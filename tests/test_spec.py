@@ -140,3 +140,21 @@ def test_output_override(tmp_path: Path) -> None:
     (tmp_path / "spec.yaml").write_text(VALID)
     validated = load_spec(tmp_path / "spec.yaml", PluginRegistry(), output=tmp_path / "out")
     assert validated.spec.output == tmp_path / "out"
+
+
+def test_a_selector_that_crashes_while_checking_ks_is_named(install_fake_distribution) -> None:
+    install_fake_distribution("picky-pkg", """
+        from probekit.contracts import Selection, Selector
+
+        class Picky(Selector):
+            '''Refuses to say which ks it can choose.'''
+
+            def select(self, X_train, y_train, ks):
+                return {k: Selection(list(range(k))) for k in ks}
+
+            def ks_problem(self, ks, n_columns):
+                raise ZeroDivisionError("no idea")
+    """, {"probekit.selectors": {"picky": "Picky"}})
+    found = problems(VALID.replace("  - plugin: mean_diff\n", "  - plugin: picky\n"))
+    assert found == ["line 9: selectors[0].params: selector plugin 'picky' failed while checking ks: "
+                     "ZeroDivisionError: no idea"]

@@ -47,8 +47,9 @@ class HingeSolution:
 
     @property
     def relative_gap(self) -> float:
-        """(primal - dual) / max(1, |primal|): 0 means both are optimal."""
-        return max(0.0, self.primal - self.dual) / max(1.0, abs(self.primal))
+        """(primal - dual) / |primal|: 0 means both are optimal. Relative even for tiny objectives (strong margins,
+        large gamma), since the outer problem's gap is relative too."""
+        return max(0.0, self.primal - self.dual) / max(abs(self.primal), 1e-300)
 
 
 def primal_objective(Z: np.ndarray, y: np.ndarray, c: np.ndarray, gamma: float, w: np.ndarray, b: float) -> float:
@@ -77,7 +78,7 @@ def make_dual_feasible(beta: np.ndarray, y: np.ndarray, c: np.ndarray) -> np.nda
 
 def _smoothed_newton(
     A: np.ndarray, c: np.ndarray, gamma: float, theta: np.ndarray, mu: float, max_iter: int = 60
-) -> tuple[np.ndarray, bool]:
+) -> np.ndarray:
     """Minimise sum c_i h_mu(1 - A_i theta) + ||theta[:-1]||^2 / (2 gamma) by damped Newton (h_mu: Huber hinge)."""
     q1 = A.shape[1]
     ridge = np.full(q1, 1.0 / gamma)
@@ -109,8 +110,8 @@ def _smoothed_newton(
         if slope_along >= 0:  # not a descent direction (numerically singular Hessian): use the gradient
             step = -grad / scale_
             slope_along = float(grad @ step)
-        if -slope_along <= 1e-15 * max(1.0, abs(current)):
-            return theta, True
+        if -slope_along <= 1e-15 * max(abs(current), 1e-300):
+            return theta
         Astep = A @ step
         t = 1.0
         while True:
@@ -121,11 +122,11 @@ def _smoothed_newton(
                 break
             t *= 0.5
         if t < 1e-12:
-            return theta, False
+            return theta
         theta, r, previous, current = candidate, r_new, current, new
-        if previous - current <= 1e-15 * max(1.0, abs(current)) and t == 1.0:
-            return theta, True
-    return theta, False
+        if previous - current <= 1e-15 * max(abs(current), 1e-300) and t == 1.0:
+            return theta
+    return theta
 
 
 def _line_minimum(r: np.ndarray, slopes: np.ndarray, c: np.ndarray, d0: float, curvature: float,
@@ -282,13 +283,24 @@ def solve_hinge_svm(
     dual-feasible ``beta``. The active-set method usually ends with a gap at machine precision; degenerate problems
     (many points tied on the margin) continue the smoothing, and a gap still above ``FALLBACK_GAP`` goes to libsvm.
     """
+    if gamma > 1.0:
+        # weak ridge, near hard margin: the same minimiser solves the problem scaled by gamma (weights gamma c,
+        # ridge 1/2), whose objective is not tiny; its dual is gamma beta
+        scaled = _solve(Z, y, gamma * c, 1.0, start, tolerance)
+        beta = make_dual_feasible(scaled.beta / gamma, y, c)
+        return _pair(Z, y, c, gamma, beta, scaled.w, scaled.b, scaled.method)
+    return _solve(Z, y, c, gamma, start, tolerance)
+
+
+def _solve(Z: np.ndarray, y: np.ndarray, c: np.ndarray, gamma: float, start: np.ndarray | None,
+           tolerance: float) -> HingeSolution:
     n, q = Z.shape
     A = np.empty((n, q + 1))
     A[:, :q] = Z * y[:, None]
     A[:, q] = y
     theta = np.zeros(q + 1) if start is None else np.asarray(start, dtype=np.float64).copy()
     for mu in SMOOTHING_SCHEDULE:
-        theta, _ = _smoothed_newton(A, c, gamma, theta, mu)
+        theta = _smoothed_newton(A, c, gamma, theta, mu)
     best = _smoothed_pair(Z, y, c, gamma, theta, SMOOTHING_SCHEDULE[-1])
     if best.relative_gap <= tolerance:
         return best
@@ -302,7 +314,7 @@ def solve_hinge_svm(
         if best.relative_gap <= tolerance:
             return best
     for mu in FINE_SMOOTHING:  # degenerate margins (many tied points): keep smoothing down instead
-        theta, _ = _smoothed_newton(A, c, gamma, theta, mu)
+        theta = _smoothed_newton(A, c, gamma, theta, mu)
         candidate = _smoothed_pair(Z, y, c, gamma, theta, mu)
         if candidate.relative_gap < best.relative_gap:
             best = candidate

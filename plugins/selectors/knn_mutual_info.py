@@ -69,6 +69,11 @@ def count_within(sorted_all: np.ndarray, points: np.ndarray, radius: np.ndarray)
     return hi - lo
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the platform tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def mutual_info_knn(X: np.ndarray, y: np.ndarray, n_neighbors: int = 3, seed: int = 0) -> np.ndarray:
     """MI (nats) between each column of ``X`` and the discrete labels ``y``; negative estimates become 0.
 
@@ -107,7 +112,7 @@ def mutual_info_knn(X: np.ndarray, y: np.ndarray, n_neighbors: int = 3, seed: in
         return total
 
     # numpy's sorts, searches and gathers release the GIL: blocks run in parallel threads
-    with ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, 8)) as pool:
+    with ThreadPoolExecutor(max_workers=min(available_cores(), 8)) as pool:
         totals = list(pool.map(block_sums, range(0, d, BLOCK)))
     mi = constant - np.concatenate(totals) / n_kept if totals else np.empty(0)
     return np.maximum(0.0, mi)

@@ -25,9 +25,12 @@ class MasterMILP:
     ``floor`` is a valid lower bound on every size-k support, which allows coefficient strengthening: a
     coefficient above ``constant - floor`` can be lowered to it (on a binary s that uses it the cut falls to the
     floor anyway), which keeps the LP relaxation from exploiting the huge slopes of cuts taken far away.
+
+    ``unit`` is the objective's scale (e.g. the incumbent's value): the MILP works in multiples of it, since HiGHS's
+    tolerances are absolute and an objective of 1e-7 (large gamma, separable data) would drown in them.
     """
 
-    def __init__(self, n_features: int, k: int, floor: float, threads: int = 1) -> None:
+    def __init__(self, n_features: int, k: int, floor: float, threads: int = 1, unit: float = 1.0) -> None:
         import highspy
         import pyomo.environ as pyo
         from pyomo.contrib.appsi.solvers import Highs
@@ -35,7 +38,8 @@ class MasterMILP:
         model = pyo.ConcreteModel()
         model.J = pyo.RangeSet(0, n_features - 1)
         model.s = pyo.Var(model.J, domain=pyo.Binary)
-        model.t = pyo.Var(domain=pyo.Reals, bounds=(floor, None))
+        self.unit = float(unit)
+        model.t = pyo.Var(domain=pyo.Reals, bounds=(floor / self.unit, None))
         model.cardinality = pyo.Constraint(expr=pyo.quicksum(model.s[j] for j in model.J) == k)
         model.cuts = pyo.ConstraintList()
         model.objective = pyo.Objective(expr=model.t, sense=pyo.minimize)
@@ -72,7 +76,8 @@ class MasterMILP:
         """Add a (strengthened) cut row; cuts that cannot rise above the floor are skipped."""
         from pyomo.core.expr.numeric_expr import LinearExpression
 
-        room = constant - self.floor
+        constant, coefficients = constant / self.unit, np.asarray(coefficients) / self.unit
+        room = constant - self.floor / self.unit
         if room <= 0:
             return False
         strengthened = np.minimum(coefficients, room)
@@ -103,11 +108,11 @@ class MasterMILP:
         if results.termination_condition in (TerminationCondition.error, TerminationCondition.unknown):
             raise RuntimeError(f"HiGHS failed on the master MILP (termination: {results.termination_condition.name})")
         bound = results.best_objective_bound
-        bound = -np.inf if bound is None else float(bound)
+        bound = -np.inf if bound is None else float(bound) * self.unit
         finished = results.termination_condition == TerminationCondition.optimal
         if results.best_feasible_objective is None:
             return MasterResult(None, np.inf, bound, finished)
         results.solution_loader.load_vars(self._s)
         values = np.array([var.value for var in self._s], dtype=np.float64)
         support = np.sort(np.argsort(-values, kind="stable")[: self.k])
-        return MasterResult(support, float(results.best_feasible_objective), bound, finished)
+        return MasterResult(support, float(results.best_feasible_objective) * self.unit, bound, finished)

@@ -51,7 +51,7 @@ DESCENT_BUDGET = 20
 class Certificate:
     """What a solve proved for one k: ``lower_bound <= optimum <= objective``."""
 
-    status: str  # "optimal" or "time_limit"
+    status: str  # "optimal", "time_limit" or "numerical_limit" (see _KState.status)
     objective: float
     lower_bound: float
     gap: float
@@ -99,13 +99,18 @@ class SparseSVM:
 
     def _evaluate(self, support: Sequence[int], state: _KState) -> Evaluation:
         evaluation, cut = self.evaluator.evaluate(support)
+        self._record(evaluation, cut, state)
+        return evaluation
+
+    def _record(self, evaluation: Evaluation, cut: Cut | None, state: _KState) -> None:
+        """Add a fresh evaluation's cut to the pool (and the floor it proves for size k); take its support if it
+        beats the incumbent. ``cut`` is None for a support solved before."""
         if cut is not None:
             self.pool.add(cut)
             state.cuts += 1
             state.floor = max(state.floor, k_bound(cut, state.k))
         if state.incumbent is None or evaluation.objective < state.incumbent.objective:
             state.incumbent = evaluation
-        return evaluation
 
     def _local_search(self, start: Evaluation, state: _KState, deadline: float, budget: int) -> None:
         """First-improvement swap search from ``start``; neighbours whose pool bound cannot beat the incumbent
@@ -206,8 +211,8 @@ class SparseSVM:
             return True
         if math.comb(len(free), m) > self.enumeration_limit:
             return False
-        combos = np.asarray(free, dtype=np.int16)[combinations(len(free), m)]
-        supports = np.hstack([np.tile(np.array(forced, dtype=np.int16), (len(combos), 1)), combos])
+        combos = np.asarray(free, dtype=np.int32)[combinations(len(free), m)]
+        supports = np.hstack([np.tile(np.array(forced, dtype=np.int32), (len(combos), 1)), combos])
         bounds = np.full(len(supports), -np.inf)
         alive = np.arange(len(supports))
         for r in np.argsort(-self.pool.constants, kind="stable"):  # strong cuts first: the alive set shrinks fast
@@ -220,27 +225,19 @@ class SparseSVM:
             alive = alive[bounds[alive] < state.threshold]
             if len(alive) == 0:
                 break
-            pick = alive[int(np.argmin(bounds[alive]))]
-            key = tuple(sorted(supports[pick].tolist()))
-            evaluation, cut = self.evaluator.evaluate(key)
-            if cut is None:  # cached: its cut is in the pool already; its bound is its objective
-                bounds[pick] = max(bounds[pick], evaluation.objective)
-                continue
+            position = int(np.argmin(bounds[alive]))
+            pick = alive[position]
+            alive = np.delete(alive, position)  # solved: settled up to the inner solver's precision
+            evaluation, cut = self.evaluator.evaluate(tuple(sorted(supports[pick].tolist())))
+            bounds[pick] = max(bounds[pick], evaluation.solution.dual)  # its objective is an upper bound only
             self._record(evaluation, cut, state)
-            values = cut.constant - cut.coefficients[supports[alive]].sum(axis=1)
-            bounds[alive] = np.maximum(bounds[alive], values)
-            bounds[pick] = max(bounds[pick], evaluation.objective)
+            if cut is not None:  # a fresh cut: it bounds the other supports too
+                values = cut.constant - cut.coefficients[supports[alive]].sum(axis=1)
+                bounds[alive] = np.maximum(bounds[alive], values)
         lowest = float(bounds.min()) if len(bounds) else np.inf
         state.floor = max(state.floor, min(lowest, outside, state.incumbent.objective))
         state.enumerated += len(supports)
         return True
-
-    def _record(self, evaluation: Evaluation, cut: Cut, state: _KState) -> None:
-        """Add a fresh evaluation's cut to the pool and take its support if it beats the incumbent."""
-        self.pool.add(cut)
-        state.cuts += 1
-        if evaluation.objective < state.incumbent.objective:
-            state.incumbent = evaluation
 
     # -- the solve ----------------------------------------------------------------------------------------------
 
@@ -273,7 +270,8 @@ class SparseSVM:
         hard = False
         while not state.closed and time.perf_counter() < deadline:
             if master is None:
-                master, handed = MasterMILP(self.n_features, k, state.floor, self.threads), 0
+                master = MasterMILP(self.n_features, k, state.floor, self.threads, unit=state.incumbent.objective)
+                handed = 0
             self._descend_cut_model(state.incumbent.support, state, deadline, DESCENT_BUDGET)
             if state.closed:
                 break
@@ -290,7 +288,7 @@ class SparseSVM:
                 break
             if not hard and (not result.finished or state.master_solves >= 4):
                 hard = True
-                if self._strengthen(k, state, time.perf_counter() + 0.2 * time_limit):
+                if self._strengthen(k, state, min(deadline, time.perf_counter() + 0.2 * time_limit)):
                     master = None  # rebuilt with the higher floor: stronger coefficient strengthening
                 if not state.closed and self._enumerate(k, state, deadline):
                     break
@@ -311,7 +309,7 @@ class SparseSVM:
         if k not in self.best or incumbent.objective < self.best[k].objective:
             self.best[k] = incumbent
         certificate = Certificate(
-            status="optimal" if state.closed else "time_limit", objective=incumbent.objective,
+            status=state.status(deadline), objective=incumbent.objective,
             lower_bound=float(lower), gap=float(max(gap, 0.0)), cuts=state.cuts, pool_cuts=len(self.pool),
             master_solves=state.master_solves, supports_evaluated=self.evaluator.solves - solves_before,
             seconds=time.perf_counter() - started, extras={"enumerated_supports": state.enumerated},
@@ -320,15 +318,15 @@ class SparseSVM:
 
 
 def combinations(n: int, m: int) -> np.ndarray:
-    """Every m-subset of range(n) as the rows of an int16 array, in lexicographic order (vectorised: millions of
+    """Every m-subset of range(n) as the rows of an int32 array, in lexicographic order (vectorised: millions of
     rows in a fraction of a second, where itertools would build millions of tuples)."""
-    combos = np.zeros((1, 0), dtype=np.int16) if m == 0 else np.arange(n - m + 1, dtype=np.int16)[:, None]
+    combos = np.zeros((1, 0), dtype=np.int32) if m == 0 else np.arange(n - m + 1, dtype=np.int32)[:, None]
     for position in range(1, m):
         last = combos[:, -1].astype(np.int64)
         counts = n - m + position - last  # the next entry runs from last + 1 to n - m + position
         rows = np.repeat(np.arange(len(combos)), counts)
         step = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
-        combos = np.hstack([combos[rows], (last[rows] + 1 + step).astype(np.int16)[:, None]])
+        combos = np.hstack([combos[rows], (last[rows] + 1 + step).astype(np.int32)[:, None]])
     return combos
 
 
@@ -348,6 +346,13 @@ class _KState:
     def threshold(self) -> float:
         """Supports whose bound reaches this cannot improve the incumbent by more than the gap."""
         return self.incumbent.objective * (1 - 1e-12)
+
+    def status(self, deadline: float) -> str:
+        """'optimal' (gap <= relative_gap), 'time_limit', or 'numerical_limit': the master can only return supports
+        already solved, so the remaining gap is the solvers' precision (a relative_gap below about 1e-9)."""
+        if self.closed:
+            return "optimal"
+        return "time_limit" if time.perf_counter() >= deadline else "numerical_limit"
 
     @property
     def closed(self) -> bool:

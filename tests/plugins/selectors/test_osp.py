@@ -149,3 +149,25 @@ def test_thread_counts_can_differ_between_solves_in_one_process() -> None:
                for threads in (2, 1, 2)]
     assert all(d["status"] == "optimal" and d["master_solves"] >= 1 for d in results)
     assert results[0]["objective"] == pytest.approx(results[1]["objective"]) == pytest.approx(results[2]["objective"])
+
+
+def test_tiny_objectives_of_a_weak_ridge_are_certified_exactly(exact_svm) -> None:
+    """Separable classes and gamma = 1e6 make objectives of about 1e-7: the bound must stay below the optimum (a
+    solved support's objective is an upper bound only) and the proof must still close."""
+    rng = np.random.default_rng(0)
+    n, p, gamma = 200, 8, 1e6
+    y = rng.random(n) < 0.5
+    X = rng.standard_normal((n, p))
+    X[:, 0] += 8 * np.where(y, 1, -1)
+    X[:, 1] += 6 * np.where(y, 1, -1)
+    selections = OptimalSparseProbe(OptimalSparseProbe.Params(scaling="standardize", gamma=gamma, candidates=p,
+                                                              time_limit=20)).select(X, y, [1, 2, 3])
+    Xs, c, labels = X / feature_scale(X, "standardize"), class_weights(y, "balanced"), np.where(y, 1.0, -1.0)
+    for k, selection in selections.items():
+        # the reference solves the same problem scaled by gamma (weights gamma c, gamma 1): the same minimiser
+        optimum = min(exact_svm(Xs[:, list(s)], labels, gamma * c, 1.0) / gamma
+                      for s in itertools.combinations(range(p), k))
+        details = selection.details
+        assert details["status"] == "optimal"
+        assert details["objective"] == pytest.approx(optimum, rel=1e-6)
+        assert details["lower_bound"] <= optimum * (1 + 1e-9)
