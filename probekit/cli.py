@@ -18,7 +18,7 @@ from probekit import __version__
 from probekit.contracts import plugin_summary
 from probekit.errors import ProbekitError
 from probekit.registry import GROUPS, PluginRegistry
-from probekit.report import best_per_feature, best_table, compare_selectors, markdown_report, selector_table
+from probekit.report import best_per_feature, best_table, markdown_report, selector_table, selectors_to_compare
 from probekit.results import RunDirectory, atomic_write_bytes
 from probekit.spec import load_spec
 
@@ -92,8 +92,8 @@ def run(
 def print_summary(table: pa.Table) -> None:
     """The best probe per feature, and the selectors compared when a run has several (or certificates)."""
     console.print(best_table(best_per_feature(table)))
-    summaries = compare_selectors(table)
-    if len(summaries) > 1 or any(summary.certified for summary in summaries):
+    summaries = selectors_to_compare(table)
+    if summaries:
         console.print(selector_table(summaries))
 
 

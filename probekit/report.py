@@ -111,6 +111,12 @@ def compare_selectors(table: pa.Table) -> list[SelectorSummary]:
     return summaries
 
 
+def selectors_to_compare(table: pa.Table) -> list[SelectorSummary]:
+    """:func:`compare_selectors` when there is something to compare (several selectors, or certificates), else []."""
+    summaries = compare_selectors(table)
+    return summaries if len(summaries) > 1 or any(summary.certified for summary in summaries) else []
+
+
 def _selector_columns(summaries: list[SelectorSummary]) -> tuple[list[str], list[list[str]]]:
     ks = sorted({k for summary in summaries for k in summary.f1_by_k})
     header = ["selector", *(f"k={k}" for k in ks), "seconds", "proved"]
@@ -152,8 +158,8 @@ def markdown_report(manifest: dict[str, Any], table: pa.Table) -> str:
         "|" + "---|" * len(header),
         *("| " + " | ".join(line) + " |" for line in lines),
     ]
-    summaries = compare_selectors(table)
-    if len(summaries) > 1 or any(summary.certified for summary in summaries):
+    summaries = selectors_to_compare(table)
+    if summaries:
         selector_header, selector_lines = _selector_columns(summaries)
         text += [
             "",

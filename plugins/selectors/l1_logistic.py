@@ -9,6 +9,7 @@ import numpy as np
 from pydantic import Field
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.class_weight import compute_sample_weight
 
 from probekit.contracts import PluginParams, Selection, Selector
 from probekit.probing import mean_difference
@@ -67,7 +68,7 @@ def fit_on_working_set(model: LogisticRegression, X: np.ndarray, y: np.ndarray,
     """
     d = X.shape[1]
     working = np.sort(np.argsort(-mean_difference(X, y), kind="stable")[: min(size, d)])
-    weights = np.where(y, len(y) / (2.0 * y.sum()), len(y) / (2.0 * (~y).sum()))  # class_weight="balanced"
+    weights = compute_sample_weight("balanced", y)  # what class_weight="balanced" gives each sample
     iterations = 0
     while True:
         model.fit(X[:, working], y)

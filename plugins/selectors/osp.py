@@ -7,6 +7,7 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
+from sklearn.utils.class_weight import compute_sample_weight
 
 from probekit.contracts import PluginParams, Selection, Selector
 from probekit.errors import RunError
@@ -50,12 +51,11 @@ class OptimalSparseProbe(Selector):
         params = self.params
         y = np.asarray(y_train, dtype=bool)
         n = len(y)
-        columns = np.sort(top_k(mean_difference(X_train, y), min(params.candidates, X_train.shape[1])))
-        columns = columns[np.argsort(-mean_difference(X_train[:, columns], y), kind="stable")]
-        p = len(columns)
         problem = self.ks_problem(ks, X_train.shape[1])
         if problem is not None:
             raise RunError(problem)
+        columns = top_k(mean_difference(X_train, y), min(params.candidates, X_train.shape[1]))  # best first
+        p = len(columns)
         X = np.asarray(X_train[:, columns], dtype=np.float64)
         scale = feature_scale(X, params.scaling)
         X = X / scale
@@ -91,8 +91,4 @@ def feature_scale(X: np.ndarray, scaling: str) -> np.ndarray:
 
 def class_weights(y: np.ndarray, mode: str) -> np.ndarray:
     """Per-sample hinge weights: n / (2 n_class) for 'balanced' (each class weighs n/2), else 1."""
-    y = np.asarray(y, dtype=bool)
-    if mode == "none":
-        return np.ones(len(y))
-    n, positives = len(y), int(y.sum())
-    return np.where(y, n / (2.0 * positives), n / (2.0 * (n - positives)))
+    return np.ones(len(y)) if mode == "none" else compute_sample_weight("balanced", np.asarray(y, dtype=bool))
