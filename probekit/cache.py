@@ -1,31 +1,59 @@
 """The activation cache: one ``.npy`` file per (model, dataset sites, layer), readable by numpy alone.
 
 A file is keyed by the model's identity (id, revision, dtype), the dataset's activation fingerprint (tokens and probe
-sites) and the layer. Rows are written straight to disk as batches finish (``os.pwrite``), so memory stays bounded
-by the batch; the file appears under its final name only when complete, next to a JSON description
-(``<key>.json``). A file that does not match its description (truncated, overwritten) is detected, removed and
-recomputed. Nothing is ever pickled: ``numpy.load(path, mmap_mode="r")`` reads an entry.
+sites) and the layer. Rows are written straight to disk as batches finish (``os.pwrite``) into a locked
+``.partial.*`` file, so memory stays bounded by the batch. When every row is written, a JSON description
+(``<key>.json``: key, shape, size and an xxh3-128 checksum of the file) is written, then the file is renamed to
+``<key>.npy``. Every read verifies the checksum, so a truncated or overwritten entry is reported, removed and
+recomputed instead of giving wrong numbers. Nothing is ever pickled: ``numpy.load(path, mmap_mode="r")`` reads an
+entry.
+
+The cache only ever touches files it wrote: a directory becomes a cache when probekit first writes to it and is then
+marked by a ``CACHEDIR.TAG`` (https://bford.info/cachedir/); its entries are recognised by their descriptions, and a
+``.partial.*`` file is only removed once no process holds its lock (its writer was killed).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
+import io
 import json
 import logging
+import mmap
 import os
+import re
 import tempfile
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
+import xxhash
 
-from probekit.results import atomic_write_bytes, default_file_mode, now
+from probekit.errors import ProbekitError
+from probekit.files import atomic_write_bytes, default_file_mode, describe_os_error, now
 
-FORMAT = 1
+#: version of the entry layout; part of every key, so entries of another version are never read
+FORMAT = 2
 DTYPE = np.dtype("<f4")
+TAG_NAME = "CACHEDIR.TAG"
+TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+       "# This directory is a probekit activation cache; `probekit cache ls|du|rm --dir DIR` manages it.\n"
+       "# For information about cache directory tags see https://bford.info/cachedir/\n")
+PARTIAL_PREFIX = ".partial."
+#: a partial file younger than this is never removed, even unlocked: its writer may not have locked it yet
+PARTIAL_GRACE_SECONDS = 10.0
+_ENTRY_NAME = re.compile(r"^[0-9a-f]{16}\.(npy|json)$")
 log = logging.getLogger("probekit.cache")
+
+
+class CacheError(ProbekitError):
+    """The cache directory cannot be used as asked (not a cache, not writable, full)."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +66,44 @@ class CacheKey:
 
     @property
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps([FORMAT, self.model, self.sites, self.layer]).encode()).hexdigest()[:16]
+        return key_digest(asdict(self), FORMAT)
+
+
+def key_digest(key: dict[str, Any], version: int) -> str:
+    """File name stem of an entry with ``key`` written by entry-layout ``version``."""
+    return hashlib.sha256(json.dumps([version, key["model"], key["sites"], key["layer"]]).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One entry found in the directory: its description, data file, size on disk and any damage."""
+
+    digest: str
+    data: Path
+    size: int
+    description: dict[str, Any] = field(default_factory=dict)
+    problem: str | None = None
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.description.get("labels") or {}
+
+    @property
+    def key(self) -> dict[str, Any]:
+        return self.description.get("key") or {}
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A file the cache wrote that is not (yet) an entry: a partial file, or a data file without a description."""
+
+    path: Path
+    size: int
+    state: str  # 'writing' (a live process holds it), 'stale' (its writer died) or 'orphan'
+
+    @property
+    def removable(self) -> bool:
+        return self.state != "writing"
 
 
 class ActivationCache:
@@ -47,37 +112,25 @@ class ActivationCache:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
+    # ----------------------------------------------------------------------------------------------------------
+    # reading and writing entries
+
     def _paths(self, key: CacheKey) -> tuple[Path, Path]:
         return self.root / f"{key.digest}.npy", self.root / f"{key.digest}.json"
 
     def load(self, key: CacheKey, shape: tuple[int, int]) -> np.ndarray | None:
         """The cached matrix as a read-only memory map, or None on a miss; a damaged entry is removed."""
         data, meta = self._paths(key)
-        if not data.exists() and not meta.exists():
-            return None
-        problem = self._check(data, meta, key, shape)
+        if not meta.exists():
+            return None  # a data file without its description is a miss (and an orphan: see leftovers())
+        problem = _check(data, meta, key, shape)
         if problem is None:
             return np.load(data, mmap_mode="r", allow_pickle=False)
+        if problem == MISSING_DATA:
+            return None  # a writer may be between its description and its rename
         log.warning("activation cache entry %s is damaged (%s); recomputing it", data.name, problem)
         data.unlink(missing_ok=True)
         meta.unlink(missing_ok=True)
-        return None
-
-    def _check(self, data: Path, meta: Path, key: CacheKey, shape: tuple[int, int]) -> str | None:
-        try:
-            description = json.loads(meta.read_text())
-        except (OSError, json.JSONDecodeError):
-            return "missing or unreadable description"
-        if description.get("key") != asdict(key) or tuple(description.get("shape", ())) != shape:
-            return "description does not match"
-        if not data.exists() or data.stat().st_size != description.get("bytes"):
-            return "file size differs from the description"
-        try:
-            array = np.load(data, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as error:
-            return f"unreadable: {error}"
-        if array.shape != shape or array.dtype != DTYPE:
-            return f"holds {array.dtype} {array.shape}, expected {DTYPE} {shape}"
         return None
 
     def store(
@@ -88,72 +141,242 @@ class ActivationCache:
         labels: dict[str, str] | None = None,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
-        """Write every layer of ``keys`` from ``batches`` of ``(site_indices, {layer: rows})``; all or nothing."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        writers = {layer: _RowWriter(self.root, shape) for layer in keys}
-        try:
-            for index, activations in batches:
-                for layer, writer in writers.items():
-                    writer.write(index, activations[layer])
-                if on_batch is not None:
-                    on_batch(len(index))
-            for layer, writer in writers.items():
-                data, meta = self._paths(keys[layer])
-                size = writer.finish(data)
-                description = {"format": FORMAT, "key": asdict(keys[layer]), "shape": list(shape),
-                               "dtype": DTYPE.str, "bytes": size, "created": now(), "labels": labels or {}}
-                atomic_write_bytes(meta, json.dumps(description, indent=2).encode())
-        finally:
-            for writer in writers.values():
-                writer.discard()
+        """Write every layer of ``keys`` from ``batches`` of ``(site_indices, {layer: rows})``; all or nothing.
 
-    def entries(self) -> list[dict[str, Any]]:
-        """Description of every entry, with its path, size and whether it checks out."""
-        found = []
-        for meta in sorted(self.root.glob("*.json")) if self.root.exists() else []:
-            data = meta.with_suffix(".npy")
+        Raises :class:`CacheError` when the directory cannot be written (full, read-only, not a directory)."""
+        with self._writing():
+            self.claim()
+            self.remove_leftovers(quiet=False)
+            writers: dict[int, _RowWriter] = {}
+            try:
+                for layer in keys:
+                    writers[layer] = _RowWriter(self.root, shape)
+                for index, activations in batches:
+                    for layer, writer in writers.items():
+                        writer.write(index, activations[layer])
+                    if on_batch is not None:
+                        on_batch(len(index))
+                for layer, writer in writers.items():
+                    data, meta = self._paths(keys[layer])
+                    description = {"format": FORMAT, "key": asdict(keys[layer]), "shape": list(shape),
+                                   "dtype": DTYPE.str, "bytes": writer.size, "xxh3_128": writer.checksum(),
+                                   "created": now(), "labels": labels or {}}
+                    # description first, then the rename: a <key>.npy never exists without its description
+                    atomic_write_bytes(meta, json.dumps(description, indent=2).encode(), prefix=PARTIAL_PREFIX)
+                    try:
+                        writer.finish(data)
+                    except BaseException:
+                        meta.unlink(missing_ok=True)
+                        raise
+            finally:
+                for writer in writers.values():
+                    writer.discard()
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as error:
+            raise CacheError(describe_os_error(error, f"the activation cache {self.root}")) from error
+
+    def claim(self) -> None:
+        """Create the directory if needed and mark it as a probekit cache (``CACHEDIR.TAG``)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise CacheError(f"the activation cache {self.root} is a file, not a directory; point 'cache:' elsewhere")
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not (self.root / TAG_NAME).exists():
+            atomic_write_bytes(self.root / TAG_NAME, TAG.encode(), prefix=PARTIAL_PREFIX)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # inspecting and cleaning
+
+    def is_cache(self) -> bool:
+        """Whether the directory was written by probekit (tagged, or holding at least one description)."""
+        return (self.root / TAG_NAME).is_file() or bool(self._descriptions())
+
+    def _descriptions(self) -> dict[str, tuple[Path, dict[str, Any] | None]]:
+        """``{digest: (description path, parsed description or None when unreadable)}`` of every file named like a
+        description. An unreadable one counts only in a tagged directory; a readable one must name its own key."""
+        if not self.root.is_dir():
+            return {}
+        tagged = (self.root / TAG_NAME).is_file()
+        found: dict[str, tuple[Path, dict[str, Any] | None]] = {}
+        for meta in self.root.glob("*.json"):
+            if not _ENTRY_NAME.match(meta.name):
+                continue
             try:
                 description = json.loads(meta.read_text())
-                key = CacheKey(**description["key"])
-                problem = self._check(data, meta, key, tuple(description["shape"]))
-            except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
-                description, problem = {}, f"unreadable description ({error})"
+                own = key_digest(description["key"], description["format"]) == meta.stem
+            except (OSError, ValueError, KeyError, TypeError):
+                description, own = None, tagged
+            if own:
+                found[meta.stem] = (meta, description)
+        return found
+
+    def entries(self) -> list[CacheEntry]:
+        """Every entry with its description, size and damage (checksums verified: this reads every file)."""
+        found = []
+        for digest, (meta, description) in sorted(self._descriptions().items()):
+            data = meta.with_suffix(".npy")
             size = data.stat().st_size if data.exists() else 0
-            found.append({**description, "path": str(data), "size": size, "problem": problem})
+            if description is None:
+                found.append(CacheEntry(digest, data, size, {}, "unreadable description"))
+                continue
+            if description.get("format") != FORMAT:
+                problem = f"written by another version of probekit (format {description.get('format')}); never read"
+            else:
+                key = CacheKey(**description["key"])
+                problem = _check(data, meta, key, tuple(description.get("shape", ())))
+            found.append(CacheEntry(digest, data, size, description, problem))
+        return found
+
+    def leftovers(self) -> list[Leftover]:
+        """Partial files (being written, or left by a killed run) and data files without a description."""
+        if not (self.root / TAG_NAME).is_file():
+            return []  # in an untagged directory only described entries are recognisably ours
+        described = set(self._descriptions())
+        found = []
+        for path in sorted(self.root.iterdir()):
+            if path.name.startswith(PARTIAL_PREFIX) and path.is_file():
+                found.append(Leftover(path, _size(path), "writing" if _held(path) else "stale"))
+            elif _ENTRY_NAME.match(path.name) and path.suffix == ".npy" and path.stem not in described:
+                found.append(Leftover(path, _size(path), "orphan"))
         return found
 
     def remove(self, digests: Iterable[str] | None = None) -> int:
-        """Delete the given entries (all when None, partial leftovers included); returns bytes freed."""
-        if not self.root.exists():
-            return 0
-        wanted = set(digests) if digests is not None else None
+        """Delete the given entries (every entry and removable leftover when None); returns bytes freed."""
+        descriptions = self._descriptions()
+        wanted = set(descriptions) if digests is None else set(digests)
         freed = 0
-        for path in sorted(self.root.iterdir()):
-            if path.is_file() and (wanted is None or path.name.split(".")[0] in wanted):
-                freed += path.stat().st_size
-                path.unlink()
+        for digest in sorted(wanted & set(descriptions)):
+            meta = descriptions[digest][0]
+            for path in (meta.with_suffix(".npy"), meta):  # data first: never a data file without description
+                freed += _unlink(path)
+        if digests is None:
+            freed += self.remove_leftovers()
+        return freed
+
+    def remove_leftovers(self, quiet: bool = True) -> int:
+        """Delete partial files whose writer died and data files without a description; returns bytes freed."""
+        freed = 0
+        removed = [leftover for leftover in self.leftovers() if leftover.removable and _old_enough(leftover.path)]
+        for leftover in removed:
+            freed += _unlink(leftover.path)
+        if removed and not quiet:
+            log.warning("removed %d file(s) (%s bytes) left in the activation cache %s by a killed or failed run",
+                        len(removed), f"{freed:,}", self.root)
         return freed
 
     def total_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.root.iterdir() if p.is_file()) if self.root.exists() else 0
+        """Bytes of every entry (data and description) and leftover; files the cache did not write are not counted."""
+        described = sum(_size(meta) + _size(meta.with_suffix(".npy")) for meta, _ in self._descriptions().values())
+        return described + sum(leftover.size for leftover in self.leftovers())
+
+    def digests(self) -> set[str]:
+        """Ids of every entry (as ``cache ls`` shows them), without verifying any."""
+        return set(self._descriptions())
+
+    def entry_count(self) -> int:
+        return len(self._descriptions())
+
+
+MISSING_DATA = "data file missing"
+
+
+def _check(data: Path, meta: Path, key: CacheKey, shape: tuple[int, ...]) -> str | None:
+    """Why the entry at ``data`` / ``meta`` cannot be used for ``key`` and ``shape``, or None when it can."""
+    try:
+        description = json.loads(meta.read_text())
+    except (OSError, json.JSONDecodeError):
+        return "missing or unreadable description"
+    if description.get("key") != asdict(key) or tuple(description.get("shape", ())) != tuple(shape):
+        return "description does not match"
+    if not data.exists():
+        return MISSING_DATA
+    if data.stat().st_size != description.get("bytes"):
+        return "file size differs from the description"
+    try:
+        with data.open("rb") as handle:
+            checksum = file_checksum(handle)
+    except OSError as error:
+        return f"unreadable: {error}"
+    if checksum != description.get("xxh3_128"):
+        return "checksum mismatch: the file was changed after it was written"
+    try:
+        array = np.load(data, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        return f"unreadable: {error}"
+    if array.shape != tuple(shape) or array.dtype != DTYPE:
+        return f"holds {array.dtype} {array.shape}, expected {DTYPE} {tuple(shape)}"
+    return None
+
+
+def file_checksum(handle: BinaryIO) -> str:
+    """xxh3-128 of a whole file (about 10 GB/s: verifying an entry costs far less than using it)."""
+    size = os.fstat(handle.fileno()).st_size
+    if size == 0:
+        return xxhash.xxh3_128(b"").hexdigest()
+    with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        return xxhash.xxh3_128(mapped).hexdigest()
+
+
+def _held(path: Path) -> bool:
+    """Whether a live process holds the lock of a partial file."""
+    try:
+        descriptor = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(descriptor)  # closing releases a lock we took
+    return False
+
+
+def _old_enough(path: Path) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > PARTIAL_GRACE_SECONDS or not path.name.startswith(PARTIAL_PREFIX)
+    except OSError:
+        return False
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _unlink(path: Path) -> int:
+    size = _size(path)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return 0
+    return size
 
 
 class _RowWriter:
-    """Writes rows of a [n, d] float32 ``.npy`` file at their final offsets, in any order."""
+    """Writes rows of a [n, d] float32 ``.npy`` file at their final offsets, in any order, into a partial file that
+    stays locked (``flock``) until it is renamed or discarded, so a cleaner can tell a live writer from a dead one."""
 
     def __init__(self, root: Path, shape: tuple[int, int]) -> None:
-        descriptor, name = tempfile.mkstemp(dir=root, prefix=".partial.", suffix=".npy")
+        self.descriptor, name = tempfile.mkstemp(dir=root, prefix=PARTIAL_PREFIX, suffix=".npy")
         self.path: Path | None = Path(name)
-        os.chmod(name, default_file_mode())
-        with os.fdopen(descriptor, "wb") as handle:
-            np.lib.format.write_array_header_1_0(
-                handle, {"descr": DTYPE.str, "fortran_order": False, "shape": tuple(shape)}
-            )
-            self.offset = handle.tell()
+        try:
+            fcntl.flock(self.descriptor, fcntl.LOCK_EX)
+            os.fchmod(self.descriptor, default_file_mode())
+            header = _npy_header(shape)
+            self.offset = len(header)
             self.row_bytes = shape[1] * DTYPE.itemsize
             self.size = self.offset + shape[0] * self.row_bytes
-            handle.truncate(self.size)
-        self.descriptor = os.open(self.path, os.O_WRONLY)
+            _reserve(self.descriptor, self.size)  # a full disk fails now, before any forward pass
+            os.pwrite(self.descriptor, header, 0)
+        except BaseException:
+            self.discard()
+            raise
 
     def write(self, index: np.ndarray, rows: np.ndarray) -> None:
         order = np.argsort(index, kind="stable")
@@ -164,18 +387,40 @@ class _RowWriter:
             if stop > start:
                 os.pwrite(self.descriptor, rows[start:stop].tobytes(), self.offset + int(index[start]) * self.row_bytes)
 
-    def finish(self, destination: Path) -> int:
+    def checksum(self) -> str:
         os.fsync(self.descriptor)
-        os.close(self.descriptor)
-        self.descriptor = -1
+        with os.fdopen(os.dup(self.descriptor), "rb") as handle:
+            return file_checksum(handle)
+
+    def finish(self, destination: Path) -> None:
+        assert self.path is not None
         os.replace(self.path, destination)
         self.path = None
-        return self.size
+        self._close()
 
     def discard(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)  # unlink while still locked: no cleaner can mistake it for stale
+            self.path = None
+        self._close()
+
+    def _close(self) -> None:
         if self.descriptor >= 0:
             os.close(self.descriptor)
             self.descriptor = -1
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
-            self.path = None
+
+
+def _npy_header(shape: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": DTYPE.str, "fortran_order": False, "shape": tuple(shape)})
+    return buffer.getvalue()
+
+
+def _reserve(descriptor: int, size: int) -> None:
+    """Allocate ``size`` bytes on disk (or at least set the length where the filesystem cannot preallocate)."""
+    try:
+        os.posix_fallocate(descriptor, 0, size)
+    except OSError as error:
+        if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+        os.ftruncate(descriptor, size)

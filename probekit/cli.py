@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from pydantic_core import PydanticUndefined
-from rich.console import Console
+from pydantic_core import PydanticUndefined, to_jsonable_python
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from probekit import __version__
+from probekit.cache_cli import cache_app
 from probekit.contracts import plugin_summary
 from probekit.errors import ProbekitError
+from probekit.files import atomic_write_bytes
+from probekit.progress import PlainProgress, ProgressDisplay
 from probekit.registry import GROUPS, PluginRegistry
 from probekit.report import best_per_feature, best_table, markdown_report, selector_table, selectors_to_compare
-from probekit.results import RunDirectory, atomic_write_bytes
+from probekit.results import RunDirectory
 from probekit.spec import load_spec
+from probekit.terminal import console, errors, escape, fail, show, user_errors, warn
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -30,18 +37,18 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: typer's rich help labels every flag '<bool>'
 )
-console = Console(soft_wrap=True)  # messages stay on one line (greppable); tables still fit
-errors = Console(stderr=True, soft_wrap=True)
-
-#: exit code for anything the user can fix (bad spec, unknown plugin, bad data)
-BAD_INPUT = 2
+#: exit codes of a run stopped by Ctrl-C (SIGINT) or SIGTERM, as a shell reports them
+INTERRUPTED, TERMINATED = 130, 143
 
 
-def fail(error: ProbekitError) -> typer.Exit:
-    """Print a user error (no traceback) and return the exit to raise."""
-    errors.print(f"error: {error}", markup=False, highlight=False, style="red")
-    return typer.Exit(BAD_INPUT)
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler or ``kill``), handled like Ctrl-C: partial files are removed, finished cells kept."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
 
 
 def _version(value: bool) -> None:
@@ -67,34 +74,51 @@ def run(
     """Run every (model, dataset feature, layer, selector, k) cell of a spec; re-running resumes."""
     from probekit.sweep import run_sweep  # keeps `--help` and `list-plugins` fast
 
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        validated = load_spec(spec, PluginRegistry(), output)
-        with Progress(*columns, console=console, transient=True) as progress:
-            summary = run_sweep(validated, progress)
-        run_dir = RunDirectory(Path(summary.run_dir))
-        table, manifest = run_dir.read_results(), run_dir.read_manifest() or {}
-        atomic_write_bytes(run_dir.path / "report.md", markdown_report(manifest, table).encode())
-    except ProbekitError as error:
-        raise fail(error) from None
-    except KeyboardInterrupt:
-        errors.print("interrupted: finished cells are saved; run the same command again to resume", style="yellow")
-        raise typer.Exit(130) from None
-    print_summary(table)
+        with user_errors("the run directory or the activation cache",
+                         "every result part already written is complete; the run resumes from them"):
+            validated = load_spec(spec, PluginRegistry(), output)
+            with progress_display() as progress:
+                summary = run_sweep(validated, progress)
+            run_dir = RunDirectory(Path(summary.run_dir))
+            table, manifest = run_dir.read_results(), run_dir.read_manifest() or {}
+            atomic_write_bytes(run_dir.path / "report.md", markdown_report(manifest, table).encode())
+    except KeyboardInterrupt as interruption:
+        what = "terminated" if isinstance(interruption, Terminated) else "interrupted"
+        errors.print(f"{what}: finished cells are saved; run the same command again to resume", style="yellow")
+        raise typer.Exit(TERMINATED if isinstance(interruption, Terminated) else INTERRUPTED) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for skipped in summary.skipped_features:
         console.print(f"skipped {skipped['feature']} ({skipped['model']} / {skipped['dataset']}): {skipped['reason']}",
                       markup=False, style="dim")
+    if table.num_rows == 0:
+        warn("no result rows: every feature was skipped (see above), so there is nothing to report")
+        return
+    print_summary(table)
     console.print(f"{summary.new_rows} new result rows, {summary.reused_cells} cells already on disk; "
                   f"results in {run_dir.results_dir}, report in {run_dir.path / 'report.md'}", markup=False)
 
 
+@contextmanager
+def progress_display() -> Iterator[ProgressDisplay]:
+    """Live bars on a terminal; elsewhere (CI logs, a pipe to tee) a plain line per task every 10 seconds."""
+    if not console.is_terminal:
+        yield PlainProgress(lambda line: console.print(line, markup=False, highlight=False))
+        return
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        yield progress
+
+
 def print_summary(table: pa.Table) -> None:
     """The best probe per feature, and the selectors compared when a run has several (or certificates)."""
-    console.print(best_table(best_per_feature(table)))
+    show(best_table(best_per_feature(table)))
     summaries = selectors_to_compare(table)
     if summaries:
-        console.print(selector_table(summaries))
+        show(selector_table(summaries))
 
 
 @app.command()
@@ -137,29 +161,27 @@ def list_plugins(as_json: Annotated[bool, typer.Option("--json", help="machine-r
             table.add_column(column, overflow="fold")
         for plugin in sorted(plugins, key=lambda p: p["name"]):
             if plugin["error"]:
-                table.add_row(plugin["name"], f"[red]BROKEN[/red]: {_escape(plugin['error'])}", plugin["package"], "")
+                table.add_row(plugin["name"], f"[red]BROKEN[/red]: {escape(plugin['error'])}", plugin["package"], "")
                 continue
             params = "\n".join(
-                f"{p['name']}: {p['type']}" + (f" = {_shorten(p['default'])}" if p["default"] is not None else "")
+                f"{p['name']}: {p['type']}" + ("" if p["required"] else f" = {_shorten(json.dumps(p['default']))}")
                 + (f" — {p['description']}" if p["description"] else "")
                 for p in plugin["parameters"]
             )
-            table.add_row(plugin["name"], _escape(plugin["summary"]), plugin["package"], _escape(params) or "-")
-        console.print(table)
+            table.add_row(plugin["name"], escape(plugin["summary"]), plugin["package"], escape(params) or "-")
+        show(table)
 
 
 @app.command()
 def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
     """Show the best probe per feature of a finished (or interrupted) run and rewrite its report.md."""
     directory = RunDirectory(run_dir)
-    try:
+    with user_errors(f"the report {directory.path / 'report.md'}"):
         manifest = directory.read_manifest()
-    except ProbekitError as error:
-        raise fail(error) from None
-    if manifest is None:
-        raise fail(ProbekitError(f"{run_dir} is not a probekit run directory (no run.json)"))
-    table = directory.read_results()
-    atomic_write_bytes(directory.path / "report.md", markdown_report(manifest, table).encode())
+        if manifest is None:
+            raise ProbekitError(f"{run_dir} is not a probekit run directory (no run.json)")
+        table = directory.read_results()
+        atomic_write_bytes(directory.path / "report.md", markdown_report(manifest, table).encode())
     print_summary(table)
     console.print(f"{table.num_rows} result rows; report written to {directory.path / 'report.md'}", markup=False)
 
@@ -182,23 +204,27 @@ def datasets_preview(
     import yaml
 
     from probekit.preview import NEGATIVE, POSITIVE, class_counts, feature_examples
-    from probekit.spec import PluginRef, resolve_plugin
+    from probekit.spec import PluginRef, load_yaml, resolve_plugin, yaml_problem
+    from probekit.sweep import check_dataset, guarded
 
     registry = PluginRegistry()
     try:
         parsed = {}
         for option, text in (("--params", params), ("--model-params", model_params)):
             try:
-                parsed[option] = yaml.safe_load(text) or {}
+                parsed[option] = load_yaml(text) or {}
             except yaml.YAMLError as error:
-                raise ProbekitError(f"{option}: not valid YAML/JSON: {error}") from None
+                raise ProbekitError(f"{option}: {yaml_problem(error)}") from None
             if not isinstance(parsed[option], dict):
                 raise ProbekitError(f"{option}: give a mapping, e.g. '{{key: value}}'")
-        adapter = resolve_plugin(registry, "models", PluginRef(plugin=model, params=parsed["--model-params"]),
-                                 "--model").instantiate()
-        dataset_plugin = resolve_plugin(registry, "datasets", PluginRef(plugin=name, params=parsed["--params"]),
-                                        "--params")
-        dataset = dataset_plugin.instantiate().build(adapter.tokenizer)
+        model_ref = resolve_plugin(registry, "models", PluginRef(plugin=model, params=parsed["--model-params"]),
+                                   "--model-params")
+        adapter = guarded(model_ref.instantiate, f"model '{model}' failed to load")
+        dataset_ref = resolve_plugin(registry, "datasets", PluginRef(plugin=name, params=parsed["--params"]),
+                                     "--params")
+        dataset = guarded(lambda: dataset_ref.instantiate().build(adapter.tokenizer),
+                          f"dataset '{name}' failed to build for model '{model}'")
+        check_dataset(dataset, dataset_ref, model)
     except ProbekitError as error:
         raise fail(error) from None
     console.print(class_counts(dataset))
@@ -211,64 +237,7 @@ def datasets_preview(
             console.print(line)
 
 
-cache_app = typer.Typer(help="Inspect and clean the activation cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
-CacheDir = Annotated[Path, typer.Option("--dir", help="cache directory (a spec's 'cache:')")]
-
-
-@cache_app.command("ls")
-def cache_ls(directory: CacheDir = Path(".probekit-cache")) -> None:
-    """List cached activation matrices: model, dataset, layer, shape, size, and any damage."""
-    from probekit.cache import ActivationCache
-
-    entries = sorted(ActivationCache(directory).entries(),
-                     key=lambda e: (e.get("labels", {}).get("model", ""), e.get("labels", {}).get("dataset", ""),
-                                    e.get("key", {}).get("layer", -1)))
-    table = Table(title=f"activation cache {directory}")
-    for column in ("entry", "model", "dataset", "layer", "shape", "size", "state"):
-        table.add_column(column, overflow="fold", no_wrap=column == "entry")
-    for entry in entries:
-        labels, key = entry.get("labels", {}), entry.get("key", {})
-        table.add_row(Path(entry["path"]).stem, _escape(labels.get("model", key.get("model", "?"))),
-                      _escape(labels.get("dataset", "?")), str(key.get("layer", "?")),
-                      " x ".join(map(str, entry.get("shape", []))), human_bytes(entry["size"]),
-                      "ok" if entry["problem"] is None else f"[red]{_escape(entry['problem'])}[/red]")
-    console.print(table)
-    console.print(f"{len(entries)} entries, {human_bytes(ActivationCache(directory).total_bytes())}", markup=False)
-
-
-@cache_app.command("du")
-def cache_du(directory: CacheDir = Path(".probekit-cache")) -> None:
-    """Total size of the cache."""
-    from probekit.cache import ActivationCache
-
-    cache = ActivationCache(directory)
-    console.print(f"{human_bytes(cache.total_bytes())} in {len(cache.entries())} entries ({directory})", markup=False)
-
-
-@cache_app.command("rm")
-def cache_rm(
-    entries: Annotated[Optional[list[str]], typer.Argument(help="entry ids from `cache ls` (default: all)")] = None,
-    directory: CacheDir = Path(".probekit-cache"),
-) -> None:
-    """Remove cache entries (all of them when none are named)."""
-    from probekit.cache import ActivationCache
-
-    cache = ActivationCache(directory)
-    if entries:
-        unknown = set(entries) - {Path(e["path"]).stem for e in cache.entries()}
-        if unknown:
-            raise fail(ProbekitError(f"no cache entry {', '.join(sorted(unknown))} in {directory}"))
-    freed = cache.remove(entries or None)
-    console.print(f"removed {human_bytes(freed)} from {directory}", markup=False)
-
-
-def human_bytes(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
 
 
 def describe_params(params: type) -> list[dict[str, Any]]:
@@ -281,13 +250,11 @@ def describe_params(params: type) -> list[dict[str, Any]]:
             default = info.default_factory()
         else:
             default = None
-        if hasattr(default, "model_dump"):
-            default = default.model_dump()
         described.append({
             "name": name,
             "type": re.sub(r"\b(?:[a-z_]\w*\.)+(?=[A-Za-z_])", "", str(info.annotation))
             .replace("<class '", "").replace("'>", ""),
-            "default": None if default is None else json.dumps(default, default=str),
+            "default": to_jsonable_python(default, fallback=str),
             "required": info.is_required(),
             "description": info.description or "",
         })
@@ -296,9 +263,3 @@ def describe_params(params: type) -> list[dict[str, Any]]:
 
 def _shorten(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)

@@ -7,11 +7,16 @@ a re-run of the same spec skips the cells already on disk. ``pyarrow.parquet.rea
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 import platform
-import tempfile
-from datetime import datetime, timezone
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,7 @@ import pyarrow.parquet as pq
 
 from probekit import __version__
 from probekit.errors import RunError
+from probekit.files import atomic_write_bytes, now
 
 RESULT_SCHEMA = pa.schema(
     [
@@ -61,40 +67,49 @@ RESULT_SCHEMA = pa.schema(
 RECORDED_PACKAGES = ("torch", "nnsight", "transformers", "tokenizers", "scikit-learn", "numpy", "pyarrow", "pydantic")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a partial one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(temporary, default_file_mode())  # mkstemp makes 0600; results are meant to be shared
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+log = logging.getLogger("probekit.results")
 
 
-def default_file_mode() -> int:
-    """0666 less the process umask: the mode ``open()`` would give a new file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+@dataclass(frozen=True)
+class DamagedPart:
+    """A result part that cannot be read (truncated, corrupted, not a result table), and why."""
 
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    path: Path
+    problem: str
 
 
 class RunDirectory:
-    """Owns one run directory: its manifest and its result parts."""
+    """Owns one run directory: its manifest, its result parts and the lock a running sweep holds on it."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.results_dir = self.path / "results"
         self.manifest_path = self.path / "run.json"
+        self.lock_path = self.path / ".probekit.lock"
+        self.damaged_dir = self.path / "damaged"
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the directory's lock (``flock``, released by the kernel even on kill -9) while a run writes to it;
+        a second run into the same directory stops at once, naming the process that holds it."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunError(f"the output directory {self.path} is a file; choose another --output")
+        self.path.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(descriptor, 4096, 0).decode(errors="replace")
+                raise RunError(f"{self.path} is in use by another probekit run ({_describe_holder(holder)}); wait "
+                               "for it to finish, or choose another output directory with --output") from None
+            holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now(),
+                                 "command": " ".join(sys.argv)}).encode()
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, holder, 0)
+            yield
+        finally:
+            os.close(descriptor)  # releases the lock; the file stays (removing it would race with a waiting run)
 
     def read_manifest(self) -> dict[str, Any] | None:
         if not self.manifest_path.exists():
@@ -128,31 +143,56 @@ class RunDirectory:
         self.write_manifest(manifest)
         return manifest
 
+    def read_parts(self) -> tuple[pa.Table, list[DamagedPart]]:
+        """Every row of every readable part (page checksums verified), and the parts that could not be read."""
+        tables, damaged = [], []
+        for part in sorted(self.results_dir.glob("*.parquet")) if self.results_dir.exists() else []:
+            try:
+                tables.append(pq.read_table(part, schema=RESULT_SCHEMA, page_checksum_verification=True))
+            except (pa.ArrowException, OSError, ValueError) as error:
+                damaged.append(DamagedPart(part, f"{type(error).__name__}: {error}"))
+        return (pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()), damaged
+
     def finished_cells(self) -> set[str]:
-        """cell ids of every row already written."""
-        if not self.results_dir.exists():
-            return set()
-        cells: set[str] = set()
-        for part in sorted(self.results_dir.glob("*.parquet")):
-            cells.update(pq.read_table(part, columns=["cell_id"]).column("cell_id").to_pylist())
-        return cells
+        """cell ids of every row already written (damaged parts hold none: their cells are recomputed)."""
+        return set(self.read_parts()[0].column("cell_id").to_pylist())
+
+    def set_aside_damaged(self) -> list[DamagedPart]:
+        """Move unreadable parts to ``damaged/`` (kept for inspection; out of the table readers see), with a
+        warning each, so a run recomputes their cells."""
+        damaged = self.read_parts()[1]
+        for part in damaged:
+            self.damaged_dir.mkdir(exist_ok=True)
+            os.replace(part.path, self.damaged_dir / part.path.name)
+            log.warning("result part %s is damaged (%s); moved it to %s and its cells will be computed again",
+                        part.path, part.problem, self.damaged_dir / part.path.name)
+        return damaged
 
     def append(self, rows: list[dict[str, Any]]) -> None:
-        """Write ``rows`` (one group of cells) as a new Parquet part."""
+        """Write ``rows`` (one group of cells) as a new Parquet part, with page checksums."""
         if not rows:
             return
         table = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
+        pq.write_table(table, sink, write_page_checksum=True)
         part = self.results_dir / f"part-{rows[0]['cell_id']}.parquet"  # cell ids are unique
         atomic_write_bytes(part, sink.getvalue().to_pybytes())
 
     def read_results(self) -> pa.Table:
-        """Every result row of the run."""
-        parts = sorted(self.results_dir.glob("*.parquet")) if self.results_dir.exists() else []
-        if not parts:
-            return RESULT_SCHEMA.empty_table()
-        return pa.concat_tables(pq.read_table(part, schema=RESULT_SCHEMA) for part in parts)
+        """Every readable result row of the run; a damaged part is skipped with a warning naming it."""
+        table, damaged = self.read_parts()
+        for part in damaged:
+            log.warning("skipping damaged result part %s (%s); `probekit run` with the same spec computes its "
+                        "cells again", part.path, part.problem)
+        return table
+
+
+def _describe_holder(text: str) -> str:
+    try:
+        holder = json.loads(text)
+        return f"pid {holder['pid']} on {holder['host']}, since {holder['since']}: {holder['command']}"
+    except (ValueError, KeyError, TypeError):
+        return "holder unknown"
 
 
 def package_versions() -> dict[str, str]:

@@ -15,15 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.progress import Progress
 from threadpoolctl import threadpool_limits
 
 from probekit.cache import ActivationCache, CacheKey
-from probekit.contracts import Feature, ModelAdapter, ProbingDataset, Selection, Selector
+from probekit.contracts import Feature, ModelAdapter, ProbingDataset, Selection, Selector, dataset_problems
 from probekit.errors import ProbekitError, RunError
 from probekit.extraction import iter_activation_batches
+from probekit.files import now
 from probekit.probing import fit_and_evaluate, mean_difference, stratified_split, top_k
-from probekit.results import RunDirectory, now
+from probekit.progress import NoProgress, ProgressDisplay
+from probekit.results import RunDirectory
 from probekit.spec import ResolvedPlugin, ValidatedSpec
 
 
@@ -52,21 +53,25 @@ def resolve_layers(requested: str | list[int], n_layers: int, model: str) -> lis
     return list(requested)
 
 
-def run_sweep(validated: ValidatedSpec, progress: Progress | None = None) -> SweepSummary:
-    """Run every cell of the spec that is not already in its run directory."""
+def run_sweep(validated: ValidatedSpec, progress: ProgressDisplay | None = None) -> SweepSummary:
+    """Run every cell of the spec that is not already in its run directory (holding the directory's lock)."""
+    run_dir = RunDirectory(validated.spec.output)
     with ExitStack() as stack:
+        stack.enter_context(run_dir.locked())
         cache_root = validated.spec.cache or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="probekit-")))
-        return Sweep(validated, ActivationCache(cache_root), progress or Progress(disable=True)).run()
+        return Sweep(validated, run_dir, ActivationCache(cache_root), progress or NoProgress()).run()
 
 
 class Sweep:
     """One run of a validated spec into its run directory."""
 
-    def __init__(self, validated: ValidatedSpec, cache: ActivationCache, progress: Progress) -> None:
+    def __init__(self, validated: ValidatedSpec, run_dir: RunDirectory, cache: ActivationCache,
+                 progress: ProgressDisplay) -> None:
         self.validated, self.spec, self.cache, self.progress = validated, validated.spec, cache, progress
         self.fingerprint = self.spec.fingerprint
-        self.run_dir = RunDirectory(self.spec.output)
+        self.run_dir = run_dir
         self.manifest = self.run_dir.open(self.spec.model_dump(mode="json"), self.fingerprint, validated.source)
+        self.run_dir.set_aside_damaged()
         self.finished = self.run_dir.finished_cells()
         self.summary = SweepSummary(str(self.run_dir.path), reused_cells=len(self.finished),
                                     skipped_features=self.manifest["skipped_features"])
@@ -104,6 +109,7 @@ class Sweep:
         dataset = guarded(lambda: dataset_ref.instantiate().build(adapter.tokenizer),
                           f"dataset '{dataset_ref.label}' failed to build for model '{model}'")
         self.progress.remove_task(task)
+        check_dataset(dataset, dataset_ref, model)
         features = usable_features(dataset, model, dataset_ref.label, self.summary.skipped_features,
                                    self.spec.min_per_class, self.spec.on_bad_feature)
         key = (model, dataset_ref.label)
@@ -138,7 +144,7 @@ def cached_activations(
     layers: list[int],
     cache: ActivationCache,
     batch_tokens: int,
-    progress: Progress,
+    progress: ProgressDisplay,
     labels: tuple[str, str],
 ) -> dict[int, np.ndarray]:
     """Every layer's activations at the dataset's sites, from the cache or extracted in one pass and cached."""
@@ -153,6 +159,15 @@ def cached_activations(
                     on_batch=lambda n: progress.advance(task, n))
         found.update({layer: cache.load(key, shape) for layer, key in missing.items()})
     return found  # type: ignore[return-value]
+
+
+def check_dataset(dataset: ProbingDataset, dataset_ref: ResolvedPlugin, model: str) -> None:
+    """Stop with the plugin's name when its ``build`` returned something the sweep cannot probe soundly."""
+    problems = dataset_problems(dataset)
+    if problems:
+        plugin = f"{dataset_ref.cls.__module__}.{dataset_ref.cls.__qualname__}"
+        raise RunError(f"dataset '{dataset_ref.label}' (plugin '{dataset_ref.name}', {plugin}) built an unusable "
+                       f"dataset for model '{model}': {'; '.join(problems)}")
 
 
 def guarded(action: Any, what: str) -> Any:

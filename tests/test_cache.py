@@ -65,22 +65,42 @@ def test_every_key_part_makes_a_miss(tmp_path: Path, pythia, dataset) -> None:
     assert cache.load(key, shape) is not None  # misses never remove other entries
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip-description", "delete-description"])
+@pytest.mark.parametrize("damage", ["truncate", "overwrite-same-size", "flip-description", "flip-one-bit"])
 def test_damaged_entries_are_detected_and_removed(tmp_path: Path, pythia, dataset, damage: str) -> None:
     cache = ActivationCache(tmp_path)
     key = store(cache, pythia, dataset, [0])[0]
     data, meta = tmp_path / f"{key.digest}.npy", tmp_path / f"{key.digest}.json"
+    shape = (len(dataset.sites), pythia.d_mlp)
+    original = np.load(data)
     if damage == "truncate":
         data.write_bytes(data.read_bytes()[:-100])
-    elif damage == "flip-description":
+    elif damage == "overwrite-same-size":  # another valid array of the same shape written over the entry in place
+        with data.open("r+b") as handle:
+            handle.seek(len(data.read_bytes()) - original.nbytes)
+            handle.write(np.zeros_like(original).tobytes())
+        assert np.load(data).shape == original.shape and data.stat().st_size == json.loads(meta.read_text())["bytes"]
+    elif damage == "flip-one-bit":
+        raw = bytearray(data.read_bytes())
+        raw[-7] ^= 0x01
+        data.write_bytes(bytes(raw))
+    else:
         description = json.loads(meta.read_text())
         description["shape"][0] += 1
         meta.write_text(json.dumps(description))
-    else:
-        meta.unlink()
-    assert [e["problem"] is not None for e in cache.entries()] in ([True], [])
-    assert cache.load(key, (len(dataset.sites), pythia.d_mlp)) is None
+    [entry] = cache.entries()
+    assert entry.digest == key.digest and entry.problem is not None  # `cache ls` reports it as damaged
+    assert cache.load(key, shape) is None
     assert not data.exists() and not meta.exists()
+
+
+def test_a_data_file_without_its_description_is_a_miss_and_a_removable_orphan(tmp_path: Path, pythia,
+                                                                                dataset) -> None:
+    cache = ActivationCache(tmp_path)
+    key = store(cache, pythia, dataset, [0])[0]
+    (tmp_path / f"{key.digest}.json").unlink()
+    assert cache.load(key, (len(dataset.sites), pythia.d_mlp)) is None
+    assert [(leftover.path.name, leftover.state) for leftover in cache.leftovers()] == [(f"{key.digest}.npy", "orphan")]
+    assert cache.remove_leftovers() > 0 and not (tmp_path / f"{key.digest}.npy").exists()
 
 
 def test_failed_extraction_leaves_no_entry(tmp_path: Path, pythia, dataset) -> None:
@@ -91,7 +111,7 @@ def test_failed_extraction_leaves_no_entry(tmp_path: Path, pythia, dataset) -> N
     cache = ActivationCache(tmp_path)
     with pytest.raises(RuntimeError):
         cache.store({0: CacheKey("m", "s", 0)}, (len(dataset.sites), pythia.d_mlp), broken_batches())
-    assert list(tmp_path.iterdir()) == []
+    assert [path.name for path in tmp_path.iterdir()] == ["CACHEDIR.TAG"]
 
 
 SPEC = """\
@@ -141,14 +161,77 @@ def test_second_run_reads_the_cache_and_loads_no_weights(tmp_path: Path, tiny_ne
 def test_cache_cli(tmp_path: Path, pythia, dataset) -> None:
     cache_dir = tmp_path / "cache"
     keys = store(ActivationCache(cache_dir), pythia, dataset, [0, 1])
+    (cache_dir / "notes.txt").write_text("a file of the user's, not the cache's")
+    own_bytes = sum(p.stat().st_size for p in cache_dir.glob("*.npy")) + sum(p.stat().st_size
+                                                                             for p in cache_dir.glob("*.json"))
     runner = CliRunner()
     listing = runner.invoke(app, ["cache", "ls", "--dir", str(cache_dir)], env={"COLUMNS": "200"})
-    assert listing.exit_code == 0 and keys[0].digest in listing.stdout and "2 entries" in listing.stdout
+    assert listing.exit_code == 0 and keys[0].digest in listing.stdout and "2 entries (0 damaged)" in listing.stdout
     usage = runner.invoke(app, ["cache", "du", "--dir", str(cache_dir)])
     assert usage.exit_code == 0 and "in 2 entries" in usage.stdout
+    assert ActivationCache(cache_dir).total_bytes() == own_bytes  # notes.txt is not counted
     missing = runner.invoke(app, ["cache", "rm", "nope", "--dir", str(cache_dir)])
     assert missing.exit_code == 2 and "no cache entry nope" in missing.stderr
     assert runner.invoke(app, ["cache", "rm", keys[0].digest, "--dir", str(cache_dir)]).exit_code == 0
     assert {p.stem for p in cache_dir.glob("*.npy")} == {keys[1].digest}
-    assert runner.invoke(app, ["cache", "rm", "--dir", str(cache_dir)]).exit_code == 0
-    assert list(cache_dir.iterdir()) == []
+
+    declined = runner.invoke(app, ["cache", "rm", "--dir", str(cache_dir)], input="n\n")
+    assert declined.exit_code == 1 and "Remove all 1 entries" in declined.stdout and "nothing removed" in declined.stdout
+    no_answer = runner.invoke(app, ["cache", "rm", "--dir", str(cache_dir)], input="")
+    assert no_answer.exit_code == 1 and {p.stem for p in cache_dir.glob("*.npy")} == {keys[1].digest}
+    assert runner.invoke(app, ["cache", "rm", "--dir", str(cache_dir)], input="y\n").exit_code == 0
+    assert sorted(p.name for p in cache_dir.iterdir()) == ["CACHEDIR.TAG", "notes.txt"]
+
+
+def test_damage_is_shown_by_cache_ls(tmp_path: Path, pythia, dataset) -> None:
+    key = store(ActivationCache(tmp_path), pythia, dataset, [0])[0]
+    data = tmp_path / f"{key.digest}.npy"
+    raw = bytearray(data.read_bytes())
+    raw[-1] ^= 0x10  # same size, one value changed
+    data.write_bytes(bytes(raw))
+    listing = CliRunner().invoke(app, ["cache", "ls", "--dir", str(tmp_path)], env={"COLUMNS": "250"})
+    assert listing.exit_code == 0 and "damaged: checksum mismatch" in listing.stdout
+    assert "1 entries (1 damaged)" in listing.stdout
+
+
+def test_cache_commands_refuse_a_directory_the_cache_did_not_write(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for name, text in {"README.md": "# mine", "pyproject.toml": "[project]", "data.npy": "x", "a1b2.json": "{}"}.items():
+        (checkout / name).write_text(text)
+    before = {p.name: p.read_bytes() for p in checkout.iterdir()}
+    runner = CliRunner()
+    for command in (["rm"], ["rm", "--yes"], ["rm", "--partial"], ["ls"], ["du"]):
+        result = runner.invoke(app, ["cache", *command, "--dir", str(checkout)])
+        assert result.exit_code == 2, command
+        assert "is not a probekit activation cache" in result.stderr and "Traceback" not in result.output
+    assert {p.name: p.read_bytes() for p in checkout.iterdir()} == before
+    absent = runner.invoke(app, ["cache", "ls", "--dir", str(tmp_path / "nowhere")])
+    assert absent.exit_code == 0 and "no activation cache" in absent.stdout
+
+
+def test_partial_files_are_told_apart_by_their_lock(tmp_path: Path, pythia, dataset) -> None:
+    import fcntl
+    import os
+    import time
+
+    cache = ActivationCache(tmp_path)
+    store(cache, pythia, dataset, [0])
+    stale, live = tmp_path / ".partial.dead.npy", tmp_path / ".partial.alive.npy"
+    for path in (stale, live):
+        path.write_bytes(b"\0" * 4096)
+        os.utime(path, (time.time() - 60, time.time() - 60))  # older than the grace period
+    holder = os.open(live, os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # as a running extraction holds its partial file
+    try:
+        states = {leftover.path.name: leftover.state for leftover in cache.leftovers()}
+        assert states == {stale.name: "stale", live.name: "writing"}
+        listing = CliRunner().invoke(app, ["cache", "ls", "--dir", str(tmp_path)], env={"COLUMNS": "250"})
+        assert "left by a killed run" in listing.stdout and "being written" in listing.stdout
+        assert "2 leftover files" in listing.stdout
+        removed = CliRunner().invoke(app, ["cache", "rm", "--partial", "--dir", str(tmp_path)])
+        assert removed.exit_code == 0 and not stale.exists() and live.exists()
+        assert len(cache.entries()) == 1 and cache.entries()[0].problem is None  # the entry itself is untouched
+    finally:
+        os.close(holder)
+    assert [leftover.state for leftover in cache.leftovers()] == ["stale"]
