@@ -8,14 +8,16 @@ register through the same entry-point groups (see ``probekit.registry``).
 from __future__ import annotations
 
 import hashlib
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
 Aggregation = Literal["token", "mean", "max", "last"]
 
@@ -24,6 +26,20 @@ class PluginParams(BaseModel):
     """Base of every plugin's ``Params``: unknown keys are errors, values are validated strictly."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _resolve_input_path(value: str, info: ValidationInfo) -> str:
+    expanded = os.path.expanduser(value)
+    base_dir = (info.context or {}).get("base_dir")
+    if base_dir is None or os.path.isabs(expanded):
+        return expanded
+    return str(Path(base_dir) / expanded)
+
+
+#: A file, directory or glob a plugin reads. In a run spec a relative path is resolved from the spec file's
+#: directory (so a spec and its data travel together); elsewhere (``datasets preview --params``) from the working
+#: directory. ``~`` is expanded.
+InputPath = Annotated[str, AfterValidator(_resolve_input_path)]
 
 
 class Plugin(ABC):
@@ -76,10 +92,17 @@ class Feature:
     labels: np.ndarray  # bool, one per entry of ``sites``
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sites", np.asarray(self.sites, dtype=np.int64))
-        object.__setattr__(self, "labels", np.asarray(self.labels, dtype=bool))
-        if len(self.sites) != len(self.labels):
-            raise ValueError(f"feature {self.name!r}: sites and labels differ in length")
+        sites, labels = np.asarray(self.sites), np.asarray(self.labels)
+        if sites.ndim != 1 or labels.ndim != 1 or len(sites) != len(labels):
+            raise ValueError(f"feature {self.name!r}: sites and labels must be 1-D arrays of one length "
+                             f"(got shapes {sites.shape} and {labels.shape})")
+        if len(sites) and not np.issubdtype(sites.dtype, np.integer):
+            raise ValueError(f"feature {self.name!r}: site indices must be integers, got {sites.dtype}")
+        if labels.dtype != bool and (len(labels) and not np.isin(labels, (0, 1)).all()):
+            raise ValueError(f"feature {self.name!r}: labels must be bool or 0/1, got values "
+                             f"{np.unique(labels)[:5].tolist()}")
+        object.__setattr__(self, "sites", sites.astype(np.int64))
+        object.__setattr__(self, "labels", labels.astype(bool))
 
 
 @dataclass(frozen=True)
@@ -123,6 +146,56 @@ class ProbingDataset:
                 digest.update(feature.sites.tobytes())
                 digest.update(feature.labels.tobytes())
         return digest.hexdigest()[:16]
+
+
+def dataset_problems(dataset: object) -> list[str]:
+    """What makes a dataset plugin's output unusable (checked by the core after every ``build``), or [] when it is
+    sound: sequences of token ids, sites inside their sequences, at least one feature, unique feature names, feature
+    sites that index the dataset's sites (each at most once)."""
+    if not isinstance(dataset, ProbingDataset):
+        return [f"build() returned {type(dataset).__name__}, not a ProbingDataset"]
+    problems = []
+    lengths = []
+    for index, ids in enumerate(dataset.sequences):
+        array = np.asarray(ids)
+        if array.ndim != 1 or len(array) == 0 or not np.issubdtype(array.dtype, np.integer):
+            problems.append(f"sequence {index} is not a non-empty 1-D array of token ids ({array.dtype}, "
+                            f"shape {array.shape})")
+        lengths.append(len(array) if array.ndim == 1 else 0)
+    sites = dataset.sites
+    if not isinstance(sites, ProbeSites):
+        return [*problems, f"sites is {type(sites).__name__}, not ProbeSites"]
+    if len(sites):
+        outside = (sites.sequence < 0) | (sites.sequence >= len(lengths))
+        if outside.any():
+            problems.append(f"{int(outside.sum())} site(s) name a sequence outside 0-{len(lengths) - 1}, e.g. site "
+                            f"{int(np.flatnonzero(outside)[0])} -> sequence {int(sites.sequence[outside][0])}")
+        else:
+            beyond = (sites.start < 0) | (sites.end > np.asarray(lengths)[sites.sequence])
+            if beyond.any():
+                first = int(np.flatnonzero(beyond)[0])
+                problems.append(f"{int(beyond.sum())} site(s) lie outside their sequence, e.g. site {first}: "
+                                f"positions {int(sites.start[first])}-{int(sites.end[first])} of sequence "
+                                f"{int(sites.sequence[first])} (length {lengths[int(sites.sequence[first])]})")
+    if not dataset.features and not dataset.skipped:
+        problems.append("it built no feature (and reported none as skipped)")
+    names = [feature.name for feature in dataset.features] + [skipped.name for skipped in dataset.skipped]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        problems.append(f"feature names must be unique; repeated: {', '.join(map(repr, repeated))}")
+    for feature in dataset.features:
+        if not isinstance(feature, Feature):
+            problems.append(f"features holds a {type(feature).__name__}, not a Feature")
+            continue
+        if not isinstance(feature.name, str) or not feature.name:
+            problems.append(f"a feature has the name {feature.name!r}; names must be non-empty strings")
+        if len(feature.sites) and (feature.sites.min() < 0 or feature.sites.max() >= len(sites)):
+            problems.append(f"feature {feature.name!r} indexes site {int(feature.sites.max())}, but the dataset has "
+                            f"{len(sites)} sites (0-{len(sites) - 1})")
+        elif len(np.unique(feature.sites)) != len(feature.sites):
+            problems.append(f"feature {feature.name!r} lists a site more than once (it could land in both train "
+                            "and test)")
+    return problems
 
 
 class DatasetPlugin(Plugin):

@@ -4,14 +4,17 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from probekit.contracts import Plugin, PluginParams
 from probekit.errors import PluginError, SpecError
@@ -54,15 +57,23 @@ class ExtractionSettings(_Strict):
     batch_tokens: int = Field(4096, ge=1, description="padded tokens per forward pass (e.g. 32 sequences x 128)")
 
 
-def parse_int_list(value: Any) -> list[int]:
-    """Accept an int, a list of ints and 'a-b' ranges (inclusive), e.g. [0, '2-4'] -> [0, 2, 3, 4]."""
+#: layers are checked against the model when it loads; until then no index may exceed this (no model is deeper)
+MAX_LAYER = 1023
+#: the largest prefilter (no model has more neurons per layer); ks are bounded by the prefilter
+MAX_PREFILTER = 1 << 20
+
+
+def parse_int_list(value: Any, maximum: int, bound: str) -> list[int]:
+    """Accept an int, a list of ints and 'a-b' ranges (inclusive), e.g. [0, '2-4'] -> [0, 2, 3, 4].
+
+    A number above ``maximum`` is refused before any range is expanded; ``bound`` names the limit in the message."""
     items = value if isinstance(value, list) else [value]
     numbers: set[int] = set()
     for item in items:
         if isinstance(item, bool):
             raise ValueError(f"must be integers, got {item!r}")
         if isinstance(item, int):
-            numbers.add(item)
+            bounds = (item, item)
         elif isinstance(item, str) and item.strip():
             low, sep, high = item.partition("-")
             try:
@@ -71,9 +82,11 @@ def parse_int_list(value: Any) -> list[int]:
                 raise ValueError(f"{item!r} is neither an integer nor a range like '1-8'") from None
             if bounds[0] > bounds[1]:
                 raise ValueError(f"range {item!r} is empty")
-            numbers.update(range(bounds[0], bounds[1] + 1))
         else:
             raise ValueError(f"must be integers or ranges like '1-8', got {item!r}")
+        if bounds[1] > maximum:
+            raise ValueError(f"{item!r} goes beyond {bound}")
+        numbers.update(range(bounds[0], bounds[1] + 1))
     if not numbers:
         raise ValueError("must not be empty")
     return sorted(numbers)
@@ -87,8 +100,10 @@ class RunSpec(_Strict):
     datasets: list[PluginRef] = Field(min_length=1)
     layers: Literal["all"] | list[int] = Field("all", description="'all', or layer indices and ranges like '0-3'")
     selectors: list[PluginRef] = Field(min_length=1)
+    # prefilter before ks: the ks validator bounds ks by it
+    prefilter: int = Field(1024, ge=1, le=MAX_PREFILTER,
+                           description="neurons kept by mean difference (train split) before selection")
     ks: list[int] = Field(default_factory=lambda: list(range(1, 9)), description="sparsity levels, e.g. '1-8'")
-    prefilter: int = Field(1024, ge=1, description="neurons kept by mean difference (train split) before selection")
     min_per_class: int = Field(5, ge=2, description="sites of each class a feature needs to be probed")
     on_bad_feature: Literal["skip", "error"] = Field(
         "skip", description="a feature a dataset cannot offer, or with too few sites of a class: skip it with a "
@@ -107,15 +122,20 @@ class RunSpec(_Strict):
     def _parse_layers(cls, value: Any) -> Any:
         if value == "all":
             return value
-        layers = parse_int_list(value)
+        layers = parse_int_list(value, MAX_LAYER, f"layer {MAX_LAYER} (no model has more layers)")
         if layers[0] < 0:
             raise ValueError("layer indices must be >= 0")
         return layers
 
     @field_validator("ks", mode="before")
     @classmethod
-    def _parse_ks(cls, value: Any) -> list[int]:
-        ks = parse_int_list(value)
+    def _parse_ks(cls, value: Any, info: ValidationInfo) -> list[int]:
+        if "prefilter" in info.data:
+            prefilter = info.data["prefilter"]
+            ks = parse_int_list(value, prefilter, f"prefilter ({prefilter}): no k can exceed the neurons kept; raise "
+                                "prefilter or lower ks")
+        else:  # prefilter itself is invalid (and reported)
+            ks = parse_int_list(value, MAX_PREFILTER, f"the largest prefilter ({MAX_PREFILTER})")
         if ks[0] < 1:
             raise ValueError("every k must be >= 1")
         return ks
@@ -165,20 +185,20 @@ def load_spec(path: Path | str, registry: PluginRegistry, output: Path | None = 
         raise SpecError(source, ["file not found"]) from None
     except (OSError, UnicodeDecodeError) as error:
         raise SpecError(source, [f"cannot read file: {error}"]) from None
-    return validate_spec_text(text, source, registry, output)
+    return validate_spec_text(text, source, registry, output, base_dir=path.resolve().parent)
 
 
 def validate_spec_text(
-    text: str, source: str, registry: PluginRegistry, output: Path | None = None
+    text: str, source: str, registry: PluginRegistry, output: Path | None = None, base_dir: Path | None = None
 ) -> ValidatedSpec:
-    """Validate spec YAML ``text``; ``source`` names it in messages; ``output`` overrides the spec's output."""
+    """Validate spec YAML ``text``; ``source`` names it in messages; ``output`` overrides the spec's output;
+    relative input paths in plugin params (see ``InputPath``) are resolved from ``base_dir`` (the spec file's
+    directory) when given, else from the working directory."""
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
         lines = _line_map(yaml.compose(text, Loader=yaml.SafeLoader))
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise SpecError(source, [f"{where}not valid YAML: {getattr(error, 'problem', None) or error}"]) from None
+        raise SpecError(source, [yaml_problem(error)]) from None
     if not isinstance(data, dict):
         raise SpecError(source, ["the spec must be a YAML mapping (models:, datasets:, selectors:, ...)"])
     if output is not None:
@@ -189,10 +209,7 @@ def validate_spec_text(
         spec: RunSpec | None = RunSpec.model_validate(data)
     except ValidationError as error:
         spec = None
-        problems += [_problem(_user_loc(e["loc"], data), e["msg"], lines) for e in error.errors()]
-    if spec is not None and max(spec.ks) > spec.prefilter:
-        problems.append(_problem(("ks",), f"the largest k ({max(spec.ks)}) exceeds prefilter ({spec.prefilter}); "
-                                 "raise prefilter or lower ks", lines))
+        problems += [_problem(_user_loc(e["loc"], data), _message(e, RunSpec), lines) for e in error.errors()]
 
     # plugin names and params are checked even when other settings failed, so one pass reports everything
     resolved: dict[str, list[ResolvedPlugin]] = {}
@@ -207,11 +224,11 @@ def validate_spec_text(
             if labels.count(ref.name) > 1:
                 problems.append(_problem((group, index, "label"), f"'{ref.name}' is used twice; give a unique "
                                          "label to each use", lines))
-            plugin, own_problems = _resolve(registry, group, ref, (group, index), lines)
+            plugin, own_problems = _resolve(registry, group, ref, (group, index), lines, base_dir)
             problems += own_problems
             if plugin is not None:
                 resolved[group].append(plugin)
-                if group == "selectors" and spec is not None and max(spec.ks) <= spec.prefilter:
+                if group == "selectors" and spec is not None:
                     problem = _ks_problem(plugin, spec.ks, spec.prefilter)
                     if problem:
                         problems.append(_problem((group, index, "params"), problem, lines))
@@ -224,27 +241,105 @@ def validate_spec_text(
     return ValidatedSpec(spec, source, resolved["models"], resolved["datasets"], resolved["selectors"])
 
 
-def resolve_plugin(registry: PluginRegistry, group: str, ref: PluginRef, source: str) -> ResolvedPlugin:
-    """Load one plugin and validate its params outside a spec (e.g. for a preview); ``source`` names the input."""
+def resolve_plugin(registry: PluginRegistry, group: str, ref: PluginRef, params_option: str) -> ResolvedPlugin:
+    """Load one plugin and validate its params outside a spec (e.g. for a preview); an unknown name is reported as
+    it is, a params problem prefixed with ``params_option`` (the command-line option that gave them)."""
+    registry.get(group, ref.plugin)  # an unknown or broken plugin raises its own message
     plugin, problems = _resolve(registry, group, ref, (), {})
     if plugin is None:
-        raise SpecError(source, problems)
+        raise PluginError("; ".join(f"{params_option}: {problem.removeprefix('params.')}" for problem in problems))
     return plugin
 
 
 def _resolve(
-    registry: PluginRegistry, group: str, ref: PluginRef, loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]
+    registry: PluginRegistry, group: str, ref: PluginRef, loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int],
+    base_dir: Path | None = None,
 ) -> tuple[ResolvedPlugin | None, list[str]]:
     try:
         cls = registry.get(group, ref.plugin)
     except PluginError as error:
         return None, [_problem((*loc, "plugin"), str(error), lines)]
     try:
-        params = cls.Params.model_validate(ref.params)
+        params = cls.Params.model_validate(ref.params, context={"base_dir": base_dir} if base_dir else None)
     except ValidationError as error:
-        return None, [_problem((*loc, "params", *_user_loc(e["loc"], ref.params)), e["msg"], lines)
+        return None, [_problem((*loc, "params", *_user_loc(e["loc"], ref.params)), _message(e, cls.Params), lines)
                       for e in error.errors()]
     return ResolvedPlugin(ref.name, ref.plugin, cls, params), []
+
+
+def _message(error: Any, model: type[BaseModel]) -> str:
+    """pydantic's message, with a "did you mean" for an unknown key close to a known one."""
+    if error["type"] != "extra_forbidden":
+        return error["msg"]
+    *parents, key = error["loc"]
+    known = _field_names(model, tuple(parents))
+    close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    listing = f" Known: {', '.join(sorted(known))}." if known else " It takes no parameters."
+    return f"unknown key.{hint}{listing}"
+
+
+def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> set[str]:
+    """The field names of the model (or union of models) that a pydantic error location points into."""
+    models = [model]
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a list index: same model(s)
+        fields = [current.model_fields[part] for current in models if part in current.model_fields]
+        if fields:
+            models = [model for field in fields for model in _models_in(field.annotation)]
+        else:  # a union tag pydantic inserted: keep the member it names (by a Literal field such as `kind`)
+            tagged = [current for current in models if any(part in typing.get_args(field.annotation)
+                                                           for field in current.model_fields.values())]
+            models = tagged or models
+    return {name for current in models for name in current.model_fields}
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """Every pydantic model inside an annotation (through Optional, unions, lists, dicts, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    origin = typing.get_origin(annotation)
+    if origin is None and not isinstance(annotation, types.UnionType):
+        return []
+    return [model for argument in typing.get_args(annotation) for model in _models_in(argument)]
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe loading that refuses a key given twice in one mapping (YAML forbids it; PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            seen = first_line.setdefault((key_node.tag, key_node.value), key_node.start_mark.line + 1)
+            if seen != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key_node.value}' (first at line {seen})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML safely (no Python objects, ever), refusing duplicate keys."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+#: PyYAML contexts whose start, not where the parser noticed, is where the mistake is
+_UNCLOSED = {"while parsing a flow sequence": "'[' is never closed", "while parsing a flow mapping":
+             "'{' is never closed", "while scanning a quoted scalar": "a quoted string is never closed"}
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """One line for a YAML error at the line where the mistake is (an unclosed bracket: where it opened)."""
+    problem_mark, context_mark = getattr(error, "problem_mark", None), getattr(error, "context_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    context = getattr(error, "context", None)
+    if context in _UNCLOSED and context_mark is not None:
+        found = f" at line {problem_mark.line + 1}" if problem_mark is not None else ""
+        return f"line {context_mark.line + 1}: not valid YAML: {_UNCLOSED[context]} ({problem}{found})"
+    where = f"line {problem_mark.line + 1}: " if problem_mark is not None else ""
+    return f"{where}not valid YAML: {problem}"
 
 
 def _ks_problem(selector: ResolvedPlugin, ks: list[int], n_columns: int) -> str | None:

@@ -66,7 +66,9 @@ def test_list_plugins_json_describes_parameters() -> None:
     assert selectors["mean_diff"]["package"] == "probekit" and selectors["mean_diff"]["error"] is None
     datasets = {p["name"]: p for p in listing["datasets"]}
     params = {p["name"]: p for p in datasets["text_features"]["parameters"]}
-    assert params["max_sequences"]["default"] == "400" and params["max_sequences"]["description"]
+    assert params["max_sequences"]["default"] == 400 and params["max_sequences"]["description"]  # JSON values
+    assert params["source"]["default"] == {"kind": "stdlib"} and params["features"]["default"] is None
+    assert params["positive_fraction"]["default"] == [0.2, 0.5]
     assert {"minilm", "huggingface"} <= {p["name"] for p in listing["models"]}
 
 
@@ -130,6 +132,7 @@ def test_datasets_preview_counts_and_marks_probed_tokens(tmp_path: Path) -> None
     assert "red red red" in result.stdout  # an example, decoded with the tokenizer's own spacing
 
     bad = runner.invoke(app, ["datasets", "preview", "labeled_sequences", "--params", "{sequence_length: 2}"])
-    assert bad.exit_code == 2 and "--params" in bad.stderr and "params.source: Field required" in bad.stderr
+    assert bad.exit_code == 2 and "error: --params: source: Field required" in bad.stderr
     unknown = runner.invoke(app, ["datasets", "preview", "nope"])
-    assert unknown.exit_code == 2 and "unknown datasets 'nope'" in unknown.stderr
+    assert unknown.exit_code == 2 and unknown.stderr.startswith("error: unknown datasets 'nope'.")
+    assert "run spec" not in bad.stderr + unknown.stderr and "--params" not in unknown.stderr

@@ -16,7 +16,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from probekit.contracts import PluginParams
+from probekit.contracts import InputPath, PluginParams
 from probekit.errors import RunError
 from probekit_plugins.datasets.text_sources import TextSource, hub_rows, read_documents
 
@@ -29,7 +29,7 @@ class TableSource(PluginParams):
     """A local table, one document per row: JSONL, CSV or Parquet (by file extension)."""
 
     kind: Literal["table"]
-    path: str = Field(description="a .jsonl, .csv or .parquet file")
+    path: InputPath = Field(description="a .jsonl, .csv or .parquet file")
     text_field: str = Field("text", description="column holding the text")
     label_field: str = Field("label", description="column holding the label")
 
@@ -40,7 +40,7 @@ class GnomeHelpSource(PluginParams):
     kind: Literal["gnome_help"]
     languages: list[str] = Field(default_factory=lambda: list(GNOME_LANGUAGES),
                                  description="labels: 'en' or a folder name under /usr/share/help")
-    root: str = Field("/usr/share/help", description="where the help pages are installed")
+    root: InputPath = Field("/usr/share/help", description="where the help pages are installed")
 
 
 class MixtureSource(PluginParams):
@@ -115,7 +115,13 @@ def _table_documents(path: Path, text_field: str, label_field: str) -> Iterator[
                     yield _row(record, text_field, label_field, f"{path}:{number}")
     elif suffix == ".csv":
         with path.open(encoding="utf-8", newline="") as handle:
-            for number, record in enumerate(csv.DictReader(handle), start=2):  # line 1 is the header
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            for option, column in (("text_field", text_field), ("label_field", label_field)):
+                if column not in columns:
+                    raise RunError(f"{path}:1: the header has no column '{column}' (columns: {', '.join(columns)}); "
+                                   f"name the right one with source.{option}")
+            for number, record in enumerate(reader, start=2):  # line 1 is the header
                 yield _row(record, text_field, label_field, f"{path}:{number}")
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -127,9 +133,15 @@ def _table_documents(path: Path, text_field: str, label_field: str) -> Iterator[
 
 
 def _row(record: object, text_field: str, label_field: str, origin: str) -> LabeledDocument:
-    if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
+    if not isinstance(record, dict):
+        raise RunError(f"{origin}: not an object with fields '{text_field}' and '{label_field}'")
+    for option, name in (("text_field", text_field), ("label_field", label_field)):
+        if name not in record:
+            raise RunError(f"{origin}: no field '{name}' (fields: {', '.join(map(str, record))}); name the right one "
+                           f"with source.{option}")
+    if not isinstance(record[text_field], str):
         raise RunError(f"{origin}: no string field '{text_field}'")
-    label = record.get(label_field)
+    label = record[label_field]
     if label is None or label == "":
         raise RunError(f"{origin}: no value in field '{label_field}'")
     return LabeledDocument(record[text_field], str(label), origin)

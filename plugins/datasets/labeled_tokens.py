@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from probekit.contracts import DatasetPlugin, PluginParams, ProbingDataset, SkippedFeature
+from probekit.contracts import DatasetPlugin, InputPath, PluginParams, ProbingDataset, SkippedFeature
 from probekit.errors import RunError
 from probekit_plugins.datasets.sampling import (
     CandidateSites,
@@ -27,7 +27,7 @@ from probekit_plugins.datasets.token_windows import token_windows
 
 
 class LabeledTokensParams(PluginParams):
-    path: str = Field(description="JSONL file: one text with labelled character spans per line")
+    path: InputPath = Field(description="JSONL file: one text with labelled character spans per line")
     text_field: str = Field("text", description="field holding the text")
     spans_field: str = Field("spans", description="field holding the list of {start, end, label} spans")
     labels: list[str] | None = Field(None, description="labels to probe (default: every label found)")
@@ -87,6 +87,9 @@ def read_labeled_spans(path: Path, text_field: str, spans_field: str) -> tuple[l
             spans.append(own)
     if not texts:
         raise RunError(f"labeled_tokens: '{path}' holds no text")
+    if not any(spans):
+        raise RunError(f"labeled_tokens: '{path}' holds no labelled span (field '{spans_field}' is empty or missing "
+                       "on every line), so there is nothing to probe")
     return texts, spans
 
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from probekit.contracts import DatasetPlugin, PluginParams, ProbingDataset, SkippedFeature
+from probekit.contracts import DatasetPlugin, InputPath, PluginParams, ProbingDataset, SkippedFeature
 from probekit.errors import RunError
 from probekit_plugins.datasets.document_windows import content_length, special_frame
 from probekit_plugins.datasets.latex_markup import LATEX_FEATURES, MIRRORS, LatexSyntaxError, latex_masks
@@ -33,7 +33,7 @@ LatexFeature = Literal[
 
 
 class LatexParams(PluginParams):
-    path: str = Field(TEXLIVE_DOCS, description="a .tex / .tex.gz file, a directory searched recursively, or a "
+    path: InputPath = Field(TEXLIVE_DOCS, description="a .tex / .tex.gz file, a directory searched recursively, or a "
                       "glob (default: Debian's TeX Live documentation)")
     features: list[LatexFeature] | None = Field(None, description="subset of the 12 features (default: all)")
     sequence_length: int = Field(512, ge=8, description="tokens per sequence, special tokens included; each "

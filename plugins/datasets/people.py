@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
-from probekit.contracts import DatasetPlugin, PluginParams, ProbingDataset, SkippedFeature
+from probekit.contracts import DatasetPlugin, InputPath, PluginParams, ProbingDataset, SkippedFeature
 from probekit.errors import RunError
 from probekit_plugins.datasets.document_windows import assemble_windows, content_length, special_frame
 from probekit_plugins.datasets.people_table import NameFinder, Person, read_people, surname_span
@@ -30,7 +30,7 @@ DEFAULT_TEMPLATES = (
 
 
 class PeopleParams(PluginParams):
-    table: str = Field(description="a .csv or .jsonl table: a name column and property columns (an empty cell is "
+    table: InputPath = Field(description="a .csv or .jsonl table: a name column and property columns (an empty cell is "
                        "unknown)")
     name_column: str = Field("name", description="the column holding each person's full name")
     columns: list[str] | None = Field(None, description="property columns to probe (default: every other column); "

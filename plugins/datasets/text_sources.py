@@ -15,7 +15,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from probekit.contracts import PluginParams
+from probekit.contracts import InputPath, PluginParams
 from probekit.errors import RunError
 
 
@@ -29,14 +29,14 @@ class FilesSource(PluginParams):
     """Plain-text files: one file, every file of a directory (recursively), or a glob pattern."""
 
     kind: Literal["files"]
-    path: str = Field(description="a file, a directory, or a glob such as 'corpus/**/*.txt'")
+    path: InputPath = Field(description="a file, a directory, or a glob such as 'corpus/**/*.txt'")
 
 
 class JsonlSource(PluginParams):
     """A JSONL file, one document per line, its text in ``field``."""
 
     kind: Literal["jsonl"]
-    path: str = Field(description="path of the .jsonl file")
+    path: InputPath = Field(description="path of the .jsonl file")
     field: str = Field("text", description="name of the text field")
 
 
@@ -50,7 +50,7 @@ class SystemFilesSource(PluginParams):
     """Files a Debian package installs (e.g. Go sources from golang-1.19-src), found by a glob."""
 
     kind: Literal["system"]
-    glob: str = Field(description="absolute glob, e.g. '/usr/share/go-1.19/src/**/*.go'")
+    glob: InputPath = Field(description="absolute glob, e.g. '/usr/share/go-1.19/src/**/*.go'")
     package: str = Field(description="the Debian package that installs the files, named in the error when missing")
 
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from probekit.contracts import DatasetPlugin, PluginParams, ProbingDataset, SkippedFeature
+from probekit.contracts import DatasetPlugin, InputPath, PluginParams, ProbingDataset, SkippedFeature
 from probekit.errors import RunError
 from probekit_plugins.datasets.conllu import Document, read_conllu_documents
 from probekit_plugins.datasets.document_windows import SpecialFrame, content_length, special_frame
@@ -27,7 +27,7 @@ Group = Literal["upos", "dep", "morph"]
 
 
 class UDParams(PluginParams):
-    path: str = Field(description="a .conllu(.gz) file, a directory of them, or a glob (e.g. UD English-EWT)")
+    path: InputPath = Field(description="a .conllu(.gz) file, a directory of them, or a glob (e.g. UD English-EWT)")
     features: list[Group] = Field(["upos", "dep", "morph"], min_length=1,
                                   description="feature groups: upos (upos_NOUN), dep (dep_nsubj), morph (Tense_Past)")
     dep_subtypes: bool = Field(True, description="keep relation subtypes (acl:relcl); false folds them (acl)")

@@ -27,14 +27,23 @@ class RandomNeurons(Selector):
     Params = RandomParams
     params: RandomParams
 
+    def ks_problem(self, ks: Sequence[int], n_columns: int) -> str | None:
+        """random draws from min(pool, n_columns) neurons: a larger k cannot be drawn."""
+        size = min(self.params.pool or n_columns, n_columns)
+        if max(ks) <= size:
+            return None
+        return (f"random: k = {max(ks)} exceeds the {size} neurons it draws from (the smaller of params.pool = "
+                f"{self.params.pool} and {n_columns} prefiltered neurons); raise 'pool' or lower 'ks'")
+
     def select(self, X_train: np.ndarray, y_train: np.ndarray, ks: Sequence[int]) -> dict[int, Selection]:
         y = np.asarray(y_train, dtype=bool)
         n, d = X_train.shape
+        problem = self.ks_problem(ks, d)
+        if problem is not None:
+            raise RunError(problem)
         pool = np.arange(d)
         if self.params.pool is not None and self.params.pool < d:
             pool = top_k(mean_difference(X_train, y), self.params.pool)
-        if max(ks) > len(pool):
-            raise RunError(f"random: k = {max(ks)} exceeds the {len(pool)} neurons it draws from (params.pool)")
         labels = zlib.crc32(np.packbits(y).tobytes())
         rng = np.random.default_rng([self.params.seed, labels, n, d])
         order = pool[rng.permutation(len(pool))]
