@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import logging
-import mmap
 import os
 import re
 import tempfile
@@ -30,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import xxhash
@@ -46,9 +45,11 @@ TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
        "# This directory is a probekit activation cache; `probekit cache ls|du|rm --dir DIR` manages it.\n"
        "# For information about cache directory tags see https://bford.info/cachedir/\n")
 PARTIAL_PREFIX = ".partial."
-#: a partial file younger than this is never removed, even unlocked: its writer may not have locked it yet
-PARTIAL_GRACE_SECONDS = 10.0
+#: an unlocked temporary file younger than this is left alone: its writer may still be about to lock or rename it
+GRACE_SECONDS = 60.0
 _ENTRY_NAME = re.compile(r"^[0-9a-f]{16}\.(npy|json)$")
+#: the temporary files of atomic_write_bytes for a description or the tag (alive for microseconds)
+_DESCRIPTION_TEMPORARY = re.compile(r"^\.(?:[0-9a-f]{16}\.json|CACHEDIR\.TAG)\..+\.tmp$")
 log = logging.getLogger("probekit.cache")
 
 
@@ -123,9 +124,9 @@ class ActivationCache:
         data, meta = self._paths(key)
         if not meta.exists():
             return None  # a data file without its description is a miss (and an orphan: see leftovers())
-        problem = _check(data, meta, key, shape)
+        array, problem = _open_verified(data, meta, key, shape)
         if problem is None:
-            return np.load(data, mmap_mode="r", allow_pickle=False)
+            return array
         if problem == MISSING_DATA:
             return None  # a writer may be between its description and its rename
         log.warning("activation cache entry %s is damaged (%s); recomputing it", data.name, problem)
@@ -162,7 +163,7 @@ class ActivationCache:
                                    "dtype": DTYPE.str, "bytes": writer.size, "xxh3_128": writer.checksum(),
                                    "created": now(), "labels": labels or {}}
                     # description first, then the rename: a <key>.npy never exists without its description
-                    atomic_write_bytes(meta, json.dumps(description, indent=2).encode(), prefix=PARTIAL_PREFIX)
+                    atomic_write_bytes(meta, json.dumps(description, indent=2).encode())
                     try:
                         writer.finish(data)
                     except BaseException:
@@ -185,7 +186,7 @@ class ActivationCache:
             raise CacheError(f"the activation cache {self.root} is a file, not a directory; point 'cache:' elsewhere")
         self.root.mkdir(parents=True, exist_ok=True)
         if not (self.root / TAG_NAME).exists():
-            atomic_write_bytes(self.root / TAG_NAME, TAG.encode(), prefix=PARTIAL_PREFIX)
+            atomic_write_bytes(self.root / TAG_NAME, TAG.encode())
 
     # ----------------------------------------------------------------------------------------------------------
     # inspecting and cleaning
@@ -238,7 +239,11 @@ class ActivationCache:
         found = []
         for path in sorted(self.root.iterdir()):
             if path.name.startswith(PARTIAL_PREFIX) and path.is_file():
-                found.append(Leftover(path, _size(path), "writing" if _held(path) else "stale"))
+                # a writer locks its file before giving it any size: empty and young, it may be about to
+                live = _held(path) or (_size(path) == 0 and _age(path) < GRACE_SECONDS)
+                found.append(Leftover(path, _size(path), "writing" if live else "stale"))
+            elif _DESCRIPTION_TEMPORARY.match(path.name):
+                found.append(Leftover(path, _size(path), "writing" if _age(path) < GRACE_SECONDS else "stale"))
             elif _ENTRY_NAME.match(path.name) and path.suffix == ".npy" and path.stem not in described:
                 found.append(Leftover(path, _size(path), "orphan"))
         return found
@@ -259,7 +264,7 @@ class ActivationCache:
     def remove_leftovers(self, quiet: bool = True) -> int:
         """Delete partial files whose writer died and data files without a description; returns bytes freed."""
         freed = 0
-        removed = [leftover for leftover in self.leftovers() if leftover.removable and _old_enough(leftover.path)]
+        removed = [leftover for leftover in self.leftovers() if leftover.removable]
         for leftover in removed:
             freed += _unlink(leftover.path)
         if removed and not quiet:
@@ -285,39 +290,37 @@ MISSING_DATA = "data file missing"
 
 def _check(data: Path, meta: Path, key: CacheKey, shape: tuple[int, ...]) -> str | None:
     """Why the entry at ``data`` / ``meta`` cannot be used for ``key`` and ``shape``, or None when it can."""
+    return _open_verified(data, meta, key, shape)[1]
+
+
+def _open_verified(data: Path, meta: Path, key: CacheKey, shape: tuple[int, ...]) -> tuple[np.ndarray | None,
+                                                                                            str | None]:
+    """The entry's memory map and None, or None and why it cannot be used. The checksum is computed over the same
+    mapping the caller then reads, so verifying costs one pass of hashing (tens of GB/s), not a second read."""
     try:
         description = json.loads(meta.read_text())
     except (OSError, json.JSONDecodeError):
-        return "missing or unreadable description"
+        return None, "missing or unreadable description"
     if description.get("key") != asdict(key) or tuple(description.get("shape", ())) != tuple(shape):
-        return "description does not match"
+        return None, "description does not match"
     if not data.exists():
-        return MISSING_DATA
+        return None, MISSING_DATA
     if data.stat().st_size != description.get("bytes"):
-        return "file size differs from the description"
-    try:
-        with data.open("rb") as handle:
-            checksum = file_checksum(handle)
-    except OSError as error:
-        return f"unreadable: {error}"
-    if checksum != description.get("xxh3_128"):
-        return "checksum mismatch: the file was changed after it was written"
+        return None, "file size differs from the description"
     try:
         array = np.load(data, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as error:
-        return f"unreadable: {error}"
+        return None, f"unreadable: {error}"
     if array.shape != tuple(shape) or array.dtype != DTYPE:
-        return f"holds {array.dtype} {array.shape}, expected {DTYPE} {tuple(shape)}"
-    return None
+        return None, f"holds {array.dtype} {array.shape}, expected {DTYPE} {tuple(shape)}"
+    if array_checksum(array) != description.get("xxh3_128"):
+        return None, "checksum mismatch: the file was changed after it was written"
+    return array, None
 
 
-def file_checksum(handle: BinaryIO) -> str:
-    """xxh3-128 of a whole file (about 10 GB/s: verifying an entry costs far less than using it)."""
-    size = os.fstat(handle.fileno()).st_size
-    if size == 0:
-        return xxhash.xxh3_128(b"").hexdigest()
-    with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-        return xxhash.xxh3_128(mapped).hexdigest()
+def array_checksum(array: np.ndarray) -> str:
+    """xxh3-128 of an entry's values (the ``.npy`` header is checked by shape and dtype)."""
+    return xxhash.xxh3_128(memoryview(np.ascontiguousarray(array)).cast("B")).hexdigest()
 
 
 def _held(path: Path) -> bool:
@@ -335,11 +338,12 @@ def _held(path: Path) -> bool:
     return False
 
 
-def _old_enough(path: Path) -> bool:
+def _age(path: Path) -> float:
+    """Seconds since the file was last written (0 when it is gone)."""
     try:
-        return time.time() - path.stat().st_mtime > PARTIAL_GRACE_SECONDS or not path.name.startswith(PARTIAL_PREFIX)
+        return time.time() - path.stat().st_mtime
     except OSError:
-        return False
+        return 0.0
 
 
 def _size(path: Path) -> int:
@@ -389,8 +393,8 @@ class _RowWriter:
 
     def checksum(self) -> str:
         os.fsync(self.descriptor)
-        with os.fdopen(os.dup(self.descriptor), "rb") as handle:
-            return file_checksum(handle)
+        assert self.path is not None
+        return array_checksum(np.load(self.path, mmap_mode="r", allow_pickle=False))
 
     def finish(self, destination: Path) -> None:
         assert self.path is not None

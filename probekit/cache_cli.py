@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.table import Table
 
@@ -105,5 +104,5 @@ def _confirm(question: str) -> bool:
     """Ask on the terminal; without one (a pipe, CI) an answer on stdin counts, end of input is a no."""
     try:
         return typer.confirm(question, default=False)
-    except click.Abort:
+    except typer.Abort:
         return False

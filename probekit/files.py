@@ -9,13 +9,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 
-def atomic_write_bytes(path: Path, data: bytes, prefix: str | None = None) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a partial one.
 
-    The temporary file lives next to ``path``, named ``<prefix><name>.<random>.tmp`` (``prefix`` defaults to
-    ``.``, a hidden file), and is removed if anything fails."""
+    The temporary file lives next to ``path``, hidden as ``.<name>.<random>.tmp``, and is removed if anything
+    fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f"{prefix or '.'}{path.name}.", suffix=".tmp")
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as handle:
             os.fchmod(handle.fileno(), default_file_mode())  # mkstemp makes 0600; results are meant to be shared

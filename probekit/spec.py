@@ -313,10 +313,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
                 continue
-            seen = first_line.setdefault((key_node.tag, key_node.value), key_node.start_mark.line + 1)
-            if seen != key_node.start_mark.line + 1:
+            key = (key_node.tag, key_node.value)
+            if key in first_line:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key '{key_node.value}' (first at line {seen})", key_node.start_mark)
+                    None, None, f"duplicate key '{key_node.value}' (first at line {first_line[key]})",
+                    key_node.start_mark)
+            first_line[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
 
 

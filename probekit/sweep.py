@@ -71,7 +71,8 @@ class Sweep:
         self.fingerprint = self.spec.fingerprint
         self.run_dir = run_dir
         self.manifest = self.run_dir.open(self.spec.model_dump(mode="json"), self.fingerprint, validated.source)
-        self.run_dir.set_aside_damaged()
+        if self.run_dir.set_aside_damaged():
+            self.manifest["completed"] = []  # which (model, dataset) the lost cells belong to is unknown: look again
         self.finished = self.run_dir.finished_cells()
         self.summary = SweepSummary(str(self.run_dir.path), reused_cells=len(self.finished),
                                     skipped_features=self.manifest["skipped_features"])

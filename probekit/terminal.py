@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console, RenderableType
 from rich.markup import escape
+from rich.measure import Measurement
 
 from probekit.errors import ProbekitError
 from probekit.files import describe_os_error
@@ -61,7 +62,13 @@ def show(renderable: RenderableType) -> None:
     if console.is_terminal:
         console.print(renderable)
     else:
-        console.print(renderable, width=max(console.measure(renderable).maximum, 40))
+        natural = Measurement.get(console, console.options.update_width(100_000), renderable).maximum
+        width = console.width
+        console.width = max(natural, width)  # print() can only narrow the console, never widen it
+        try:
+            console.print(renderable)
+        finally:
+            console.width = width
 
 
 def human_bytes(size: float) -> str:

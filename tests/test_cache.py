@@ -220,7 +220,7 @@ def test_partial_files_are_told_apart_by_their_lock(tmp_path: Path, pythia, data
     stale, live = tmp_path / ".partial.dead.npy", tmp_path / ".partial.alive.npy"
     for path in (stale, live):
         path.write_bytes(b"\0" * 4096)
-        os.utime(path, (time.time() - 60, time.time() - 60))  # older than the grace period
+        os.utime(path, (time.time() - 120, time.time() - 120))  # older than the grace period
     holder = os.open(live, os.O_RDWR)
     fcntl.flock(holder, fcntl.LOCK_EX)  # as a running extraction holds its partial file
     try:
