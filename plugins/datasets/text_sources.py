@@ -17,6 +17,7 @@ from pydantic import Field
 
 from probekit.contracts import InputPath, PluginParams
 from probekit.errors import RunError
+from probekit_plugins.hub import hub_problem, unreachable_error
 
 
 class StdlibSource(PluginParams):
@@ -97,19 +98,27 @@ def read_documents(source: StdlibSource | FilesSource | JsonlSource, seed: int) 
         yield from _jsonl_documents(Path(source.path), source.field)
 
 
+#: what to use instead of a hub dataset
+LOCAL_SOURCES = ("kind: files or jsonl for text; kind: table (JSONL / CSV / Parquet with text and label columns), "
+                 "gnome_help or mixture for labelled documents")
+
+
 def hub_rows(dataset: str, config: str | None, split: str, revision: str | None) -> Iterator[dict]:
     """Rows of a Hugging Face dataset, or a RunError that names the local alternatives when it cannot load."""
     try:
         import datasets
     except ImportError:
         raise RunError("the 'hub' source needs the datasets package: pip install 'probekit[hub]'") from None
+    problem = hub_problem(dataset, "dataset", revision)  # one question, with a timeout, before datasets' retries
+    if problem:
+        raise unreachable_error(f"hub dataset '{dataset}'", problem, "set HF_HUB_OFFLINE=1 to read it from the local "
+                                f"datasets cache, or use a local source: {LOCAL_SOURCES}")
     try:
         rows = datasets.load_dataset(dataset, config, split=split, revision=revision)
     except Exception as error:  # the hub client raises many kinds of errors when offline
         raise RunError(
             f"cannot load hub dataset '{dataset}': {type(error).__name__}: {error}\nWithout the hub, use a local "
-            "source instead: kind: files or jsonl for text; kind: table (JSONL / CSV / Parquet with text and label "
-            "columns), gnome_help or mixture for labelled documents."
+            f"source instead: {LOCAL_SOURCES}."
         ) from None
     yield from rows
 

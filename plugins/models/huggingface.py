@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import warnings
 from functools import reduce
 from importlib.metadata import version
@@ -18,11 +19,14 @@ from transformers.utils import logging as transformers_logging
 from probekit.contracts import NeuronWeights, PluginParams
 from probekit.errors import RunError
 from probekit.tracing import NNsightAdapter
+from probekit_plugins.hub import hub_endpoint, hub_problem, unreachable_error
 from probekit_plugins.models.architectures import ARCHITECTURES, Architecture, layer_count, mlp_width
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 Dtype = Literal["float32", "bfloat16", "float16"]
 Device = Literal["cpu", "cuda", "auto"]
+
+log = logging.getLogger(__name__)
 
 
 class HuggingFaceParams(PluginParams):
@@ -49,16 +53,25 @@ class HuggingFaceModel(NNsightAdapter):
         super().__init__(params)
         transformers_logging.disable_progress_bar()  # rich shows probekit's own progress
         self.source, self.revision = self.weights_location()
+        # a hub id: ask the hub once, with a timeout; when it does not answer, everything loads from the local cache
+        self.hub_problem: str | None = None
+        if not Path(self.source).is_dir():
+            self.hub_problem = hub_problem(self.source, revision=self.revision)
         options = self._options()
         try:
             self.config = AutoConfig.from_pretrained(self.source, **options)
             self.tokenizer = AutoTokenizer.from_pretrained(self.source, **options)
         except (OSError, ValueError) as error:
+            if self.hub_problem:
+                raise self._unreachable(f"'{self.source}'") from None
             raise RunError(
                 f"cannot load '{self.source}': {error}\nIf it is a hub id, it is not in the local Hugging Face "
                 "cache and the hub cannot be reached; download it where the hub is reachable, or pass a local "
                 "directory holding config.json, the weights and the tokenizer files."
             ) from None
+        if self.hub_problem:
+            log.warning("the Hugging Face hub at %s %s; '%s' loads from the local Hugging Face cache", hub_endpoint(),
+                        self.hub_problem, self.source)
         self.architecture = resolve_architecture(self.config, params)
         self.n_layers = _required(layer_count(self.config), "number of layers", self.source)
         self.d_mlp = _required(mlp_width(self.config), "MLP width", self.source)
@@ -69,7 +82,18 @@ class HuggingFaceModel(NNsightAdapter):
         return self.params.model, self.params.revision
 
     def _options(self) -> dict[str, Any]:
-        return {"revision": self.revision, "trust_remote_code": self.params.trust_remote_code}
+        options = {"revision": self.revision, "trust_remote_code": self.params.trust_remote_code}
+        return {**options, "local_files_only": True} if self.hub_problem else options
+
+    def _unreachable(self, what: str) -> RunError:
+        from huggingface_hub import constants
+
+        return unreachable_error(
+            what, f"{self.hub_problem}, and the local Hugging Face cache ({constants.HF_HUB_CACHE}) "
+            "does not hold it",
+            "download it where the hub is reachable and pass its local directory (config.json, weights, tokenizer "
+            "files) instead of the hub id, or copy a Hugging Face cache that holds it here and set HF_HUB_OFFLINE=1",
+        )
 
     def _describe_source(self) -> str:
         path = Path(self.source)
@@ -91,6 +115,8 @@ class HuggingFaceModel(NNsightAdapter):
         try:
             model = loader.from_pretrained(self.source, dtype=DTYPES[self.params.dtype], **self._options())
         except (OSError, ValueError) as error:
+            if self.hub_problem:
+                raise self._unreachable(f"the weights of '{self.source}'") from None
             raise RunError(f"cannot load the weights of '{self.source}': {error}") from None
         return model.to(resolve_device(self.params.device)).eval()
 

@@ -97,6 +97,7 @@ def test_mixture_labels_each_part_and_names_missing_packages(tmp_path: Path) -> 
 
 def test_hub_source_explains_what_to_do_offline(monkeypatch) -> None:
     source = HubSource(kind="hub", dataset="someone/europarl")
+    monkeypatch.setattr("probekit_plugins.datasets.text_sources.hub_problem", lambda *args: None)  # the hub answers
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(RunError, match=r"pip install 'probekit\[hub\]'"):
         documents_by_label(source, 5, 0)

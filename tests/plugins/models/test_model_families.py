@@ -217,15 +217,21 @@ def test_pythia_is_refused_for_other_architectures(tiny_gpt2_dir: Path) -> None:
 
 def test_pythia_names_and_options_reach_the_hub_loader(monkeypatch) -> None:
     """'pythia-70m-deduped' + revision map to the hub id; trust_remote_code stays off unless asked."""
-    seen = []
+    seen, asked = [], []
+
+    def answers(repo_id, revision=None):
+        asked.append((repo_id, revision))
+        return None  # the hub answers
 
     def refuse(source, **options):
         seen.append((source, options))
         raise OSError("offline")
 
+    monkeypatch.setattr("probekit_plugins.models.huggingface.hub_problem", answers)
     monkeypatch.setattr("probekit_plugins.models.huggingface.AutoConfig.from_pretrained", refuse)
     with pytest.raises(RunError, match="pass a local directory"):
         Pythia(Pythia.Params(name="pythia-70m-deduped", revision="step143000"))
+    assert asked == [("EleutherAI/pythia-70m-deduped", "step143000")]
     assert seen == [("EleutherAI/pythia-70m-deduped", {"revision": "step143000", "trust_remote_code": False})]
     with pytest.raises(ValueError, match="unknown Pythia size '13b'"):
         Pythia.Params(name="pythia-13b")
