@@ -121,6 +121,9 @@ class ProbingDataset:
     sites: ProbeSites
     features: list[Feature]
     skipped: list[SkippedFeature] = field(default_factory=list)
+    #: one id per site naming its source (document, entity, page): sites of one group never straddle the train/test
+    #: split. None: every site is its own group (sites in identical sequences are still kept together by the core).
+    groups: np.ndarray | None = None
 
     @property
     def activation_fingerprint(self) -> str:
@@ -145,6 +148,9 @@ class ProbingDataset:
                 digest.update(feature.name.encode())
                 digest.update(feature.sites.tobytes())
                 digest.update(feature.labels.tobytes())
+            if self.groups is not None:
+                digest.update(b"groups")
+                digest.update(np.asarray(self.groups, dtype=np.int64).tobytes())
         return digest.hexdigest()[:16]
 
 
@@ -177,6 +183,10 @@ def dataset_problems(dataset: object) -> list[str]:
                 problems.append(f"{int(beyond.sum())} site(s) lie outside their sequence, e.g. site {first}: "
                                 f"positions {int(sites.start[first])}-{int(sites.end[first])} of sequence "
                                 f"{int(sites.sequence[first])} (length {lengths[int(sites.sequence[first])]})")
+    if dataset.groups is not None:
+        groups = np.asarray(dataset.groups)
+        if groups.shape != (len(sites),) or not np.issubdtype(groups.dtype, np.integer):
+            problems.append(f"groups must be one integer per site ({len(sites)}), got {groups.dtype} {groups.shape}")
     if not dataset.features and not dataset.skipped:
         problems.append("it built no feature (and reported none as skipped)")
     names = [feature.name for feature in dataset.features] + [skipped.name for skipped in dataset.skipped]

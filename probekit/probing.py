@@ -45,6 +45,7 @@ class ProbeFit:
     coefficients: np.ndarray
     intercept: float
     metrics: dict[str, float]
+    predictions: np.ndarray  # bool, one per test row
 
 
 def fit_and_evaluate(
@@ -64,4 +65,4 @@ def fit_and_evaluate(
         "roc_auc": roc_auc_score(y_test, probe.decision_function(X_test)),
     }
     return ProbeFit(probe.coef_[0].astype(np.float64), float(probe.intercept_[0]),
-                    {name: float(value) for name, value in metrics.items()})
+                    {name: float(value) for name, value in metrics.items()}, np.asarray(predicted, dtype=bool))

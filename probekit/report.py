@@ -10,6 +10,9 @@ from typing import Any
 import pyarrow as pa
 from rich.table import Table
 
+#: a best probe scored on fewer test positives than this is flagged: its F1 says little (see its interval)
+FEW_TEST_POSITIVES = 20
+
 
 @dataclass(frozen=True)
 class BestProbe:
@@ -24,7 +27,8 @@ class BestProbe:
 
 def best_per_feature(table: pa.Table) -> list[BestProbe]:
     """Highest test F1 over layers and selectors at the smallest and at the largest k, per feature."""
-    rows = table.select(["model", "dataset", "feature", "layer", "selector", "k", "neurons", "f1"]).to_pylist()
+    rows = table.select(["model", "dataset", "feature", "layer", "selector", "k", "neurons", "f1", "f1_low", "f1_high",
+                         "n_test_positive"]).to_pylist()
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["model"], row["dataset"], row["feature"]), []).append(row)
@@ -38,17 +42,29 @@ def best_per_feature(table: pa.Table) -> list[BestProbe]:
     return best
 
 
+def _f1(row: dict[str, Any]) -> str:
+    """F1 with its 95 % bootstrap interval, e.g. '0.912 (0.88-0.94)'."""
+    return f"{row['f1']:.3f} ({row['f1_low']:.2f}-{row['f1_high']:.2f})"
+
+
+def _note(best: BestProbe) -> str:
+    positives = best.sparsest["n_test_positive"]
+    return f"only {positives} test positives" if positives < FEW_TEST_POSITIVES else ""
+
+
 def _columns(best: list[BestProbe]) -> tuple[list[str], list[list[str]]]:
-    header = ["feature", "model / dataset", "F1 sparsest", "where", "F1 densest", "where "]
+    header = ["feature", "model / dataset", "F1 sparsest (95% CI)", "where", "F1 densest (95% CI)", "where ", "note"]
     lines = []
     for b in best:
         s, d = b.sparsest, b.densest
         neurons = " ".join(n.split(".", 1)[1] for n in s["neurons"][:3]) + (" ..." if len(s["neurons"]) > 3 else "")
         lines.append([
             b.feature, f"{b.model} / {b.dataset}",
-            f"{s['f1']:.3f}", f"k={s['k']} L{s['layer']} {neurons} {s['selector']}",
-            f"{d['f1']:.3f}", f"k={d['k']} L{d['layer']} {d['selector']}",
+            _f1(s), f"k={s['k']} L{s['layer']} {neurons} {s['selector']}",
+            _f1(d), f"k={d['k']} L{d['layer']} {d['selector']}", _note(b),
         ])
+    if not any(line[-1] for line in lines):  # no note to show
+        header, lines = header[:-1], [line[:-1] for line in lines]
     return header, lines
 
 
@@ -153,6 +169,10 @@ def markdown_report(manifest: dict[str, Any], table: pa.Table) -> str:
         f"selectors: {', '.join(s.get('label') or s['plugin'] for s in spec['selectors'])}; ks: {spec['ks']}",
         "",
         "## Best probe per feature (test F1)",
+        "",
+        "In parentheses: the 95 % bootstrap interval of F1 over the test split's groups (its sources: documents, "
+        f"entities, identical texts). A best probe scored on fewer than {FEW_TEST_POSITIVES} test positives is noted: "
+        "its F1 says little.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),

@@ -22,10 +22,11 @@ from probekit.contracts import Feature, ModelAdapter, ProbingDataset, Selection,
 from probekit.errors import ProbekitError, RunError
 from probekit.extraction import iter_activation_batches
 from probekit.files import now
-from probekit.probing import fit_and_evaluate, mean_difference, stratified_split, top_k
+from probekit.probing import fit_and_evaluate, mean_difference, top_k
 from probekit.progress import NoProgress, ProgressDisplay
 from probekit.results import RunDirectory
-from probekit.spec import ResolvedPlugin, ValidatedSpec
+from probekit.spec import ResolvedPlugin, SplitSettings, ValidatedSpec
+from probekit.splits import Split, SplitError, f1_interval, site_groups, split_feature
 
 
 @dataclass
@@ -112,27 +113,27 @@ class Sweep:
         self.progress.remove_task(task)
         check_dataset(dataset, dataset_ref, model)
         features = usable_features(dataset, model, dataset_ref.label, self.summary.skipped_features,
-                                   self.spec.min_per_class, self.spec.on_bad_feature)
+                                   self.spec.min_per_class, self.spec.on_bad_feature, self.spec.split)
         key = (model, dataset_ref.label)
 
         def cell(feature: str, layer: int, selector: str, k: int) -> str:
             return cell_id(self.fingerprint, *key, feature, layer, selector, k)
 
-        todo = [(f, layer) for f in features for layer in layers
+        todo = [(f, split, layer) for f, split in features for layer in layers
                 if any(cell(f.name, layer, s.label, k) not in self.finished
                        for s, _ in self.selectors for k in self.spec.ks)]
         if not todo:
             return
         activations = guarded(
-            lambda: cached_activations(adapter, dataset, sorted({layer for _, layer in todo}), self.cache,
+            lambda: cached_activations(adapter, dataset, sorted({layer for _, _, layer in todo}), self.cache,
                                        self.spec.extraction.batch_tokens, self.progress, key),
             f"model '{model}' failed while extracting activations for '{dataset_ref.label}'",
         )
         shared = {"model": model, "model_identity": adapter.identity, "dataset": dataset_ref.label,
                   "dataset_fingerprint": dataset.fingerprint, "spec_fingerprint": self.fingerprint}
         task = self.progress.add_task(f"probe {model} / {dataset_ref.label}", total=len(todo))
-        for feature, layer in todo:
-            rows = probe_cells(self.validated, self.selectors, activations[layer][feature.sites], feature, layer,
+        for feature, split, layer in todo:
+            rows = probe_cells(self.validated, self.selectors, activations[layer][feature.sites], feature, split, layer,
                                cell, self.finished)
             self.run_dir.append([{**row, **shared} for row in rows])
             self.summary.new_rows += len(rows)
@@ -183,11 +184,13 @@ def guarded(action: Any, what: str) -> Any:
 
 def usable_features(
     dataset: ProbingDataset, model: str, name: str, skipped: list[dict[str, str]], min_per_class: int,
-    on_bad_feature: str,
-) -> list[Feature]:
-    """Features with at least ``min_per_class`` sites of each class. The others are recorded in ``skipped`` with
-    the reason, or stop the run when ``on_bad_feature`` is 'error'."""
+    on_bad_feature: str, split: SplitSettings,
+) -> list[tuple[Feature, Split]]:
+    """Features with at least ``min_per_class`` sites of each class and a sound train/test split (see
+    probekit.splits), with that split. The others are recorded in ``skipped`` with the reason, or stop the run when
+    ``on_bad_feature`` is 'error'."""
     usable = []
+    groups = site_groups(dataset)
     known = {(entry["model"], entry["dataset"], entry["feature"]) for entry in skipped}
 
     def skip(feature: str, reason: str) -> None:
@@ -204,8 +207,12 @@ def usable_features(
         negatives = len(feature.labels) - positives
         if min(positives, negatives) < min_per_class:
             skip(feature.name, f"{positives} positive / {negatives} negative sites; need {min_per_class} of each")
-        else:
-            usable.append(feature)
+            continue
+        try:
+            usable.append((feature, split_feature(feature.labels, groups[feature.sites], split.test_fraction,
+                                                  split.seed, split.by)))
+        except SplitError as error:
+            skip(feature.name, str(error))
     return usable
 
 
@@ -214,6 +221,7 @@ def probe_cells(
     selectors: Sequence[tuple[ResolvedPlugin, Selector]],
     X: np.ndarray,
     feature: Feature,
+    split: Split,
     layer: int,
     cell: Any,
     finished: set[str],
@@ -221,7 +229,7 @@ def probe_cells(
     """Result rows of one feature at one layer: every selector, every k not yet finished."""
     spec = validated.spec
     y = feature.labels
-    train, test = stratified_split(y, spec.split.test_fraction, spec.split.seed)
+    train, test = split.train, split.test
     candidates = top_k(mean_difference(X[train], y[train]), min(spec.prefilter, X.shape[1]))
     X_train, X_test = X[train], X[test]
     rows = []
@@ -239,13 +247,16 @@ def probe_cells(
                 started = time.perf_counter()
                 fit = fit_and_evaluate(X_train[:, chosen], y[train], X_test[:, chosen], y[test],
                                        spec.probe.C, spec.probe.max_iter)
+                f1_low, f1_high = f1_interval(y[test], fit.predictions, split.test_groups, spec.split.seed)
                 scores = selections[k].scores
                 rows.append({
                     "cell_id": cell(feature.name, layer, ref.label, k),
                     "feature": feature.name, "layer": layer, "selector": ref.label, "k": k,
                     "neurons": [f"L{layer}.N{n}" for n in chosen], "neuron_indices": chosen.tolist(),
                     "coefficients": fit.coefficients.tolist(), "intercept": fit.intercept, **fit.metrics,
+                    "f1_low": f1_low, "f1_high": f1_high,
                     "n_train": len(train), "n_test": len(test),
+                    "n_train_groups": split.n_train_groups, "n_test_groups": split.n_test_groups,
                     "n_train_positive": int(y[train].sum()), "n_test_positive": int(y[test].sum()),
                     "prefilter_size": len(candidates), "select_seconds": select_seconds,
                     "fit_seconds": time.perf_counter() - started,

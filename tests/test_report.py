@@ -9,8 +9,10 @@ import pyarrow as pa
 from probekit.report import compare_selectors, markdown_report
 
 
-def row(feature: str, layer: int, selector: str, k: int, f1: float, seconds: float, details: dict) -> dict:
+def row(feature: str, layer: int, selector: str, k: int, f1: float, seconds: float, details: dict,
+        positives: int = 50) -> dict:
     return {"model": "m", "dataset": "d", "feature": feature, "layer": layer, "selector": selector, "k": k, "f1": f1,
+            "f1_low": f1 - 0.05, "f1_high": min(1.0, f1 + 0.05), "n_test_positive": positives,
             "select_seconds": seconds, "selector_details": json.dumps(details), "neurons": [f"L{layer}.N0"] * k}
 
 
@@ -53,3 +55,16 @@ def test_a_resumed_selection_counts_both_calls() -> None:
     resumed = [row("x", 0, "a", 1, 0.5, 1.5, {}), row("x", 0, "a", 2, 0.6, 0.25, {})]  # k = 2 chosen after a resume
     (summary,) = compare_selectors(pa.Table.from_pylist(resumed))
     assert summary.seconds == 1.75
+
+
+def test_best_probes_show_their_interval_and_few_positives_are_flagged() -> None:
+    manifest = {"spec": {"models": [{"plugin": "m"}], "datasets": [{"plugin": "d"}], "selectors": [{"plugin": "a"}],
+                         "ks": [1]}, "spec_fingerprint": "f"}
+    rows = [row("x", 0, "a", 1, 0.90, 1.0, {}), row("y", 0, "a", 1, 1.00, 1.0, {}, positives=3)]
+    text = markdown_report(manifest, pa.Table.from_pylist(rows))
+    [x_line] = [line for line in text.splitlines() if line.startswith("| x |")]
+    [y_line] = [line for line in text.splitlines() if line.startswith("| y |")]
+    assert "0.900 (0.85-0.95)" in x_line and x_line.endswith("|  |")
+    assert "1.000 (0.95-1.00)" in y_line and "only 3 test positives" in y_line
+    only_x = markdown_report(manifest, pa.Table.from_pylist(rows[:1]))
+    assert "note" not in only_x.split("## Best probe")[1].splitlines()[4]  # no note column when nothing to note

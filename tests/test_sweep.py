@@ -18,14 +18,14 @@ from probekit.sweep import run_sweep
 from probekit_plugins.datasets.text_features import TextFeatures
 from probekit_plugins.models.huggingface import MiniLM
 
-DATASET_PARAMS = {"max_sequences": 60, "sequence_length": 64, "max_examples": 300}
+DATASET_PARAMS = {"max_sequences": 60, "sequence_length": 64, "max_examples": 300, "min_positive_rate": 0.02}
 
 
 def spec_text(output: Path, selectors: str = "  - plugin: mean_diff\n") -> str:
     return (
         "models:\n  - plugin: minilm\n"
         "datasets:\n  - plugin: text_features\n"
-        "    params: {max_sequences: 60, sequence_length: 64, max_examples: 300}\n"
+        "    params: {max_sequences: 60, sequence_length: 64, max_examples: 300, min_positive_rate: 0.02}\n"
         f"layers: [0, 1]\nselectors:\n{selectors}ks: [1, 2]\noutput: {output}\n"
     )
 
@@ -39,7 +39,7 @@ def parts(run_dir: Path) -> dict[str, bytes]:
 
 
 def test_rows_agree_with_independent_computation(tmp_path: Path, minilm) -> None:
-    summary = run(spec_text(tmp_path / "run"))
+    summary = run(spec_text(tmp_path / "run") + "split: {by: site}\n")  # the plain stratified split, as sklearn does
     table = pq.read_table(tmp_path / "run" / "results")
     features = sorted(set(table.column("feature").to_pylist()))
     assert summary.new_rows == table.num_rows == len(features) * 2 * 2  # features x layers x ks

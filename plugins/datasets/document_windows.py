@@ -64,7 +64,8 @@ def assemble_windows(
     """One sequence per candidate used by a draw: the document's tokens ending with the candidate's span.
 
     ``candidates`` here index documents (``sequence``) and document tokens (``start``/``end``); a candidate's span
-    must fit in ``content`` tokens. The window holds up to ``content`` tokens ending at the span's last token.
+    must fit in ``content`` tokens. The window holds up to ``content`` tokens ending at the span's last token. Each
+    site's group is its candidate's (default: its document), so windows of one document never straddle a split.
     """
     used = (np.unique(np.concatenate([d.candidates for d in draws])) if draws
             else np.zeros(0, dtype=np.int64))
@@ -78,7 +79,8 @@ def assemble_windows(
         sequences.append(frame.wrap(document.ids[first:end]))
         starts.append(len(frame.prefix) + start - first)
         ends.append(len(frame.prefix) + end - first)
+    groups = candidates.sequence if candidates.group is None else candidates.group
     windows = CandidateSites(np.arange(len(used), dtype=np.int64), np.asarray(starts, dtype=np.int64),
-                             np.asarray(ends, dtype=np.int64))
+                             np.asarray(ends, dtype=np.int64), np.asarray(groups, dtype=np.int64)[used])
     remapped = [FeatureDraw(d.name, np.searchsorted(used, d.candidates), d.labels) for d in draws]
     return assemble_dataset(sequences, windows, remapped, aggregation, skipped)

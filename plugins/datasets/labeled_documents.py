@@ -64,13 +64,14 @@ class LabeledSequences(DatasetPlugin):
             raise RunError("the source yielded no labelled document")
 
         rng = np.random.default_rng(p.seed)
-        sequences, spans, kept = [], [], []
+        sequences, spans, kept, origins = [], [], [], []
         for document in documents:
             window = random_window(tokenizer, document, p.sequence_length, p.skip_first, rng)
             if window is not None:
                 sequences.append(window[0])
                 spans.append(window[1:])
                 kept.append(document.label)
+                origins.append(document.origin)
         labels = np.asarray(kept)
         skipped = [SkippedFeature(label, f"no document of it has more than {p.skip_first} tokens")
                    for label in grouped if label not in set(kept)]
@@ -85,7 +86,8 @@ class LabeledSequences(DatasetPlugin):
             picked = sample_balanced(is_positive, p.max_examples, p.positive_fraction, rng)
             draws.append(FeatureDraw(label, picked, is_positive[picked]))
         bounds = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
-        candidates = CandidateSites(np.arange(len(sequences)), bounds[:, 0], bounds[:, 1])
+        _, source = np.unique(np.asarray(origins, dtype=str), return_inverse=True)  # a file or page: one group
+        candidates = CandidateSites(np.arange(len(sequences)), bounds[:, 0], bounds[:, 1], source.astype(np.int64))
         return assemble_dataset(sequences, candidates, draws, "mean", skipped)
 
 

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from probekit.contracts import InputPath, PluginParams
 from probekit.errors import RunError
-from probekit_plugins.datasets.text_sources import TextSource, hub_rows, read_documents
+from probekit_plugins.datasets.text_sources import TextSource, hub_rows, read_sourced_documents
 
 #: the nine Europarl-style languages of the paper that Debian's gnome-user-docs also ships ('C' is English)
 GNOME_LANGUAGES = {"en": "C", "de": "de", "fr": "fr", "es": "es", "it": "it", "nl": "nl", "pt": "pt", "sv": "sv",
@@ -80,11 +80,17 @@ def documents_by_label(source: LabeledSource, per_label: int, seed: int) -> dict
         return {language: _gnome_documents(Path(source.root), language, per_label, seed)
                 for language in source.languages}
     if isinstance(source, MixtureSource):
-        found = {}
+        # each origin (a file, a module) serves one label only: python_code and python_docstrings of one module
+        # would otherwise put the same module's text on both sides of a label
+        found, used = {}, set()
         for label, part in source.parts.items():
-            documents = read_documents(part, seed)
-            found[label] = [LabeledDocument(text, label, f"{label} #{index}")
-                            for index, text in zip(range(per_label), documents)]
+            found[label] = []
+            for origin, text in read_sourced_documents(part, seed):
+                if len(found[label]) == per_label:
+                    break
+                if origin not in used:
+                    used.add(origin)
+                    found[label].append(LabeledDocument(text, label, origin))
         return found
     return _cap(_hub_documents(source), per_label, seed)
 

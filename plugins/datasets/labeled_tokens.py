@@ -128,5 +128,7 @@ class LabeledTokens(DatasetPlugin):
                 picked = sample_balanced(is_positive, p.max_examples, p.positive_fraction, rng)
                 draws.append(FeatureDraw(label, picked, is_positive[picked]))
         position_array = np.asarray(position, dtype=np.int64)
-        candidates = CandidateSites(np.asarray(sequence, dtype=np.int64), position_array, position_array + 1)
+        document = np.asarray([w.document for w in windows], dtype=np.int64)  # windows of a line: one group
+        sequence_array = np.asarray(sequence, dtype=np.int64)
+        candidates = CandidateSites(sequence_array, position_array, position_array + 1, document[sequence_array])
         return assemble_dataset([w.input_ids for w in windows], candidates, draws, "token", skipped)

@@ -105,6 +105,7 @@ def labelled_sequences(tokenizer: Any, p: LatexParams, features: list[str]) -> L
     content = content_length(tokenizer, frame, p.sequence_length)
     sequences: list[np.ndarray] = []
     sequence, position = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    source: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]  # the file of every candidate: its group
     labels: dict[str, list[np.ndarray]] = {name: [np.zeros(0, dtype=np.int8)] for name in features}
     broken: list[str] = []
     files = 0
@@ -125,12 +126,14 @@ def labelled_sequences(tokenizer: Any, p: LatexParams, features: list[str]) -> L
             tokens = np.arange(first, min(first + content, len(document)))
             tokens = tokens[document.probeable[tokens] & (len(frame.prefix) + tokens - first >= p.skip_first)]
             sequence.append(np.full(len(tokens), len(sequences), dtype=np.int64))
+            source.append(np.full(len(tokens), files, dtype=np.int64))
             position.append(len(frame.prefix) + tokens - first)
             for name in features:
                 labels[name].append(token_labels[name][tokens])
             sequences.append(frame.wrap(document.ids[first : first + content]))
     positions = np.concatenate(position)
-    return LabelledTokens(sequences, CandidateSites(np.concatenate(sequence), positions, positions + 1),
+    return LabelledTokens(sequences, CandidateSites(np.concatenate(sequence), positions, positions + 1,
+                                                    np.concatenate(source)),
                           {name: np.concatenate(values) for name, values in labels.items()}, files, broken)
 
 

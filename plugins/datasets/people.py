@@ -165,13 +165,19 @@ def surname_sites(
     documents: list[TokenizedDocument], mentions: list[Mention], content: int
 ) -> tuple[CandidateSites, np.ndarray]:
     """The surname tokens of every mention (document, first token, last token + 1) and the mention's person;
-    mentions whose surname covers no token or does not fit in a window are dropped."""
+    mentions whose surname covers no token or does not fit in a window are dropped.
+
+    Each site's group is its surname: all mentions of a person, and people who share a surname (Bill and Hillary
+    Clinton), land on one side of the split, so a probe cannot score by recognising a surname it was trained on."""
     rows: list[tuple[int, int, int, int]] = []  # document, first surname token, last + 1, person
+    surnames: list[str] = []
     for mention in mentions:
         document = documents[mention.document]
         first, last = surname_span(document.text[mention.start : mention.end])
         tokens = tokens_overlapping(document, mention.start + first, mention.start + last)
         if len(tokens) and tokens[-1] + 1 - tokens[0] <= content:
             rows.append((mention.document, int(tokens[0]), int(tokens[-1]) + 1, mention.person))
+            surnames.append(document.text[mention.start + first : mention.start + last].casefold())
     table = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
-    return CandidateSites(table[:, 0], table[:, 1], table[:, 2]), table[:, 3]
+    _, surname_group = np.unique(np.asarray(surnames, dtype=str), return_inverse=True)
+    return CandidateSites(table[:, 0], table[:, 1], table[:, 2], surname_group.astype(np.int64)), table[:, 3]

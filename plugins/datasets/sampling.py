@@ -41,11 +41,13 @@ def sample_balanced(
 
 @dataclass(frozen=True)
 class CandidateSites:
-    """Every place a dataset could probe: sequence, span start and end (exclusive), one entry per candidate."""
+    """Every place a dataset could probe: sequence, span start and end (exclusive), one entry per candidate, and
+    optionally its group (its source document or entity; see ``ProbingDataset.groups``)."""
 
     sequence: np.ndarray
     start: np.ndarray
     end: np.ndarray
+    group: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -69,4 +71,5 @@ def assemble_dataset(
             else np.zeros(0, dtype=np.int64))
     sites = ProbeSites(candidates.sequence[used], candidates.start[used], candidates.end[used], aggregation)
     features = [Feature(d.name, np.searchsorted(used, d.candidates), d.labels) for d in draws]
-    return ProbingDataset(sequences, sites, features, skipped or [])
+    groups = None if candidates.group is None else np.asarray(candidates.group, dtype=np.int64)[used]
+    return ProbingDataset(sequences, sites, features, skipped or [], groups)

@@ -61,6 +61,9 @@ class TextFeaturesParams(PluginParams):
     features: list[FeatureName] | None = Field(None, description="subset of the 11 features (default: all)")
     sequence_length: int = Field(128, ge=8, description="tokens per sequence, special tokens included")
     max_sequences: int = Field(400, ge=1, description="number of sequences cut from the source")
+    windows_per_document: int | None = Field(
+        4, ge=1, description="sequences cut from one document at most (its first ones), so they come from many "
+        "documents: the split keeps each document on one side; null: as many as fit")
     max_examples: int = Field(2000, ge=10, description="probe sites sampled per feature")
     skip_first: int = Field(10, ge=0, description="positions at the start of each sequence never probed")
     min_positive_rate: float = Field(0.05, ge=0, lt=1, description="skip features rarer than this among tokens")
@@ -80,7 +83,7 @@ class TextFeatures(DatasetPlugin):
     def build(self, tokenizer: Any) -> ProbingDataset:
         p = self.params
         documents = read_documents(p.source, p.seed)
-        windows = token_windows(tokenizer, documents, p.sequence_length, p.max_sequences)
+        windows = token_windows(tokenizer, documents, p.sequence_length, p.max_sequences, p.windows_per_document)
         if not windows:
             raise RunError("text_features: the text source yielded no text")
         sequence, position, raw, strings = eligible_tokens(windows, tokenizer, p.skip_first)
@@ -108,7 +111,8 @@ class TextFeatures(DatasetPlugin):
             picked = sample_balanced(is_positive, p.max_examples, p.positive_fraction, rng)
             draws.append(FeatureDraw(name, picked, is_positive[picked]))
 
-        candidates = CandidateSites(sequence, position, position + 1)
+        document = np.asarray([w.document for w in windows], dtype=np.int64)  # windows of a document: one group
+        candidates = CandidateSites(sequence, position, position + 1, document[sequence])
         return assemble_dataset([w.input_ids for w in windows], candidates, draws, "token", skipped)
 
 

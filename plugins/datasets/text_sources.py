@@ -77,10 +77,24 @@ STDLIB_SKIPPED_DIRS = {"test", "tests", "site-packages", "idlelib", "lib2to3", "
 
 def read_documents(source: StdlibSource | FilesSource | JsonlSource, seed: int) -> Iterator[str]:
     """Yield the source's documents (non-empty strings); stdlib and directory order is shuffled by ``seed``."""
+    return (text for _, text in read_sourced_documents(source, seed))
+
+
+def read_sourced_documents(source: StdlibSource | FilesSource | JsonlSource, seed: int) -> Iterator[tuple[str, str]]:
+    """Yield ``(origin, text)`` per document: where it comes from (a file, a standard-library module relative to the
+    library's root, so its code and its docstrings share one origin; ``file:line``; a hub row) and its text."""
     if isinstance(source, StdlibSource):
-        yield from (text for text in map(docstrings_and_comments, _stdlib_files(seed)) if text)
+        root = Path(sysconfig.get_paths()["stdlib"])
+        for path in _stdlib_files(seed):
+            text = docstrings_and_comments(path)
+            if text:
+                yield str(path.relative_to(root)), text
     elif isinstance(source, PythonCodeSource):
-        yield from (text for text in (_decode(p) for p in _stdlib_files(seed)) if text.strip())
+        root = Path(sysconfig.get_paths()["stdlib"])
+        for path in _stdlib_files(seed):
+            text = _decode(path)
+            if text.strip():
+                yield str(path.relative_to(root)), text
     elif isinstance(source, FilesSource):
         yield from _file_documents(source.path, seed)
     elif isinstance(source, SystemFilesSource):
@@ -93,7 +107,7 @@ def read_documents(source: StdlibSource | FilesSource | JsonlSource, seed: int) 
             if not isinstance(text, str):
                 raise RunError(f"{source.dataset} row {number}: no string field '{source.field}'")
             if text.strip():
-                yield text
+                yield f"{source.dataset} row {number}", text
     else:
         yield from _jsonl_documents(Path(source.path), source.field)
 
@@ -175,7 +189,7 @@ def docstrings_and_comments(source: bytes | Path) -> str:
     return "\n\n".join(pieces)
 
 
-def _file_documents(pattern: str, seed: int) -> Iterator[str]:
+def _file_documents(pattern: str, seed: int) -> Iterator[tuple[str, str]]:
     path = Path(pattern)
     if path.is_file():
         files = [path]
@@ -192,10 +206,10 @@ def _file_documents(pattern: str, seed: int) -> Iterator[str]:
         except UnicodeDecodeError as error:
             raise RunError(f"{file}: not UTF-8 text ({error.reason} at byte {error.start})") from None
         if text.strip():
-            yield text
+            yield str(file), text
 
 
-def _jsonl_documents(path: Path, field: str) -> Iterator[str]:
+def _jsonl_documents(path: Path, field: str) -> Iterator[tuple[str, str]]:
     if not path.is_file():
         raise RunError(f"text source '{path}': no such file")
     with path.open(encoding="utf-8") as lines:
@@ -209,4 +223,4 @@ def _jsonl_documents(path: Path, field: str) -> Iterator[str]:
             if not isinstance(record, dict) or not isinstance(record.get(field), str):
                 raise RunError(f"{path}:{number}: no string field '{field}'")
             if record[field].strip():
-                yield record[field]
+                yield f"{path}:{number}", record[field]

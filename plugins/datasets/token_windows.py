@@ -23,8 +23,10 @@ class TextWindow:
     start_char: int = 0  # where ``text`` starts in that document
 
 
-def token_windows(tokenizer: Any, documents: Iterable[str], length: int, limit: int) -> list[TextWindow]:
-    """Up to ``limit`` windows of at most ``length`` tokens each, in document order.
+def token_windows(tokenizer: Any, documents: Iterable[str], length: int, limit: int,
+                  per_document: int | None = None) -> list[TextWindow]:
+    """Up to ``limit`` windows of at most ``length`` tokens each, in document order, at most ``per_document`` from
+    each document (its first ones; None: all), so the windows come from many sources.
 
     Each document is tokenised once to find window boundaries on token edges; every window's text is then
     tokenised on its own with the model's special tokens, so ids and offsets are exactly what the model sees.
@@ -40,7 +42,7 @@ def token_windows(tokenizer: Any, documents: Iterable[str], length: int, limit: 
         spans = tokenizer(document, add_special_tokens=False, return_offsets_mapping=True, verbose=False)[
             "offset_mapping"
         ]
-        for first in range(0, len(spans), content):
+        for first in range(0, len(spans), content)[:per_document]:
             chunk = spans[first : first + content]
             text = document[chunk[0][0] : chunk[-1][1]]
             encoded = tokenizer(

@@ -71,7 +71,7 @@ class UniversalDependencies(DatasetPlugin):
         content = content_length(tokenizer, frame, p.sequence_length)
         documents = list(read_conllu_documents(p.path))
         tokenized = tokenize_documents(tokenizer, [d.text for d in documents])
-        sequences, labels = pack_documents(documents, tokenized, frame, content, p.max_sequences)
+        sequences, labels, source = pack_documents(documents, tokenized, frame, content, p.max_sequences)
         keep = labels.position >= p.skip_first
         labels = TokenLabels(labels.sequence[keep], labels.position[keep], labels.upos[keep], labels.deprel[keep],
                              [f for f, k in zip(labels.feats, keep) if k])
@@ -90,7 +90,7 @@ class UniversalDependencies(DatasetPlugin):
             pool = np.flatnonzero(positive | negative)
             picked = pool[sample_balanced(positive[pool], p.max_examples, p.positive_fraction, rng)]
             draws.append(FeatureDraw(name, picked, positive[picked]))
-        candidates = CandidateSites(labels.sequence, labels.position, labels.position + 1)
+        candidates = CandidateSites(labels.sequence, labels.position, labels.position + 1, source[labels.sequence])
         return assemble_dataset(sequences, candidates, draws, "token", skipped)
 
 
@@ -100,20 +100,22 @@ def pack_documents(
     frame: SpecialFrame,
     content: int,
     max_sequences: int | None,
-) -> tuple[list[np.ndarray], TokenLabels]:
+) -> tuple[list[np.ndarray], TokenLabels, np.ndarray]:
     """Pack whole sentences of each document into sequences of at most ``content`` document tokens (a sentence
-    longer than that is cut), and label every token aligned to a word."""
+    longer than that is cut), and label every token aligned to a word; also the document of every sequence."""
     sequences: list[np.ndarray] = []
+    source: list[int] = []
     seq, pos, upos, deprel, feats = [], [], [], [], []
-    for document, tokens in zip(documents, tokenized):
+    for number, (document, tokens) in enumerate(zip(documents, tokenized)):
         starts = np.asarray([w.start for w in document.words], dtype=np.int64)
         ends = np.asarray([w.end for w in document.words], dtype=np.int64)
         word_of = first_overlapping(tokens, starts, ends)
         for first, last in _packed_ranges(document, tokens, content):
             if max_sequences is not None and len(sequences) == max_sequences:
-                return sequences, _labels(seq, pos, upos, deprel, feats)
+                return sequences, _labels(seq, pos, upos, deprel, feats), np.asarray(source, dtype=np.int64)
             index = len(sequences)
             sequences.append(frame.wrap(tokens.ids[first:last]))
+            source.append(number)
             for token in range(first, last):
                 word = int(word_of[token])
                 if word < 0:
@@ -124,7 +126,7 @@ def pack_documents(
                 upos.append(labels.upos)
                 deprel.append(labels.deprel)
                 feats.append(labels.feats)
-    return sequences, _labels(seq, pos, upos, deprel, feats)
+    return sequences, _labels(seq, pos, upos, deprel, feats), np.asarray(source, dtype=np.int64)
 
 
 def _labels(seq: list, pos: list, upos: list, deprel: list, feats: list) -> TokenLabels:

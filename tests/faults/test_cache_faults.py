@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import numpy as np
+import pytest
 from fault_tools import (
     in_mount_namespace,
     partial_files,
@@ -18,6 +19,8 @@ from fault_tools import (
     wait_for,
     write_spec,
 )
+
+pytestmark = pytest.mark.slow  # real processes, each run a few seconds
 
 REPO = Path(__file__).resolve().parents[2]
 

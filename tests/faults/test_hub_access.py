@@ -21,6 +21,8 @@ from fault_tools import PROBEKIT, can_unshare
 from probekit.errors import RunError
 from probekit_plugins.hub import hub_timeout
 
+pytestmark = pytest.mark.slow  # real processes, each run a few seconds
+
 SPEC = """\
 models:
   - {model}

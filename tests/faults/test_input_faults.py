@@ -35,6 +35,7 @@ def validate(text: str, tmp_path: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(("field", "value"), [("layers", '"0-5000000000"'), ("ks", '"1-5000000000"'),
                                               ("ks", "[1, 5000000000]")])
+@pytest.mark.slow
 def test_huge_ranges_are_refused_before_they_are_expanded(tmp_path: Path, field: str, value: str) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(VALID.replace("layers: [0]", "layers: [0]" if field != "layers" else f"layers: {value}")
@@ -81,6 +82,7 @@ def test_an_unknown_key_gets_a_did_you_mean(tmp_path: Path) -> None:
     assert "line 6: layer: unknown key. Did you mean 'layers'?" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_csv_without_its_label_column_names_the_column(tmp_path: Path) -> None:
     (tmp_path / "docs.csv").write_text("text,topic\n" + "".join(f"some text {i},a\n" for i in range(10)))
     spec = tmp_path / "spec.yaml"
@@ -100,10 +102,12 @@ def test_datasets_preview_of_an_unknown_plugin(tmp_path: Path) -> None:
     assert "run spec" not in result.stderr
 
 
+@pytest.mark.slow
 def test_relative_source_paths_are_read_from_the_spec_files_directory(tmp_path: Path) -> None:
     project = tmp_path / "project"
     (project / "data").mkdir(parents=True)
-    lines = [f'{{"text": "{(word + " ") * 20}", "label": "{word}"}}' for word in ["red", "blue"] * 8]
+    lines = [f'{{"text": "{(word + " ") * 20} number {i}", "label": "{word}"}}'
+             for i, word in enumerate(["red", "blue"] * 8)]
     (project / "data" / "d.jsonl").write_text("\n".join(lines) + "\n")
     spec = project / "spec.yaml"
     dataset = "plugin: labeled_sequences\n    params: {source: {kind: table, path: data/d.jsonl}, sequence_length: 16}"

@@ -6,7 +6,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from fault_tools import probekit, write_spec
+
+pytestmark = pytest.mark.slow  # real processes, each run a few seconds
 
 
 def test_progress_is_plain_lines_and_tables_do_not_wrap_off_a_terminal(tmp_path: Path) -> None:

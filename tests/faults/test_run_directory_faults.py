@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 
 from probekit.cli import app
 
+pytestmark = pytest.mark.slow  # real processes, each run a few seconds
+
 
 def test_a_truncated_result_part_is_set_aside_and_its_cells_recomputed(tmp_path: Path, reference_rows) -> None:
     spec = write_spec(tmp_path)
