@@ -38,9 +38,7 @@ class _Warnings(logging.Handler):
         warn(record.getMessage())
 
 
-_probekit_log = logging.getLogger("probekit")
-_probekit_log.addHandler(_Warnings(logging.WARNING))
-_probekit_log.propagate = False
+logging.getLogger("probekit").addHandler(_Warnings(logging.WARNING))  # plugins log under "probekit.plugins..."
 
 
 @contextmanager

@@ -140,24 +140,31 @@ def bigram_sites(
     positives: the token holding the last character of Y when X comes right before it;
     without_first: the same for Y without X before it ("WY");
     without_second: the first token with a visible character after X when Y does not follow ("XW").
+    A variant of the compound (hyphenated "X-Y", plural or possessive "X Ys", "X Y's") is neither: it is the
+    compound, so it never serves as a negative.
     """
     first, second = (re.escape(w) for w in bigram.split())
     x_pattern = re.compile(rf"(?<!\w){first}(?!\w)", flags)
     y_pattern = re.compile(rf"(?<!\w){second}(?!\w)", flags)
     pair = re.compile(rf"(?<!\w){first}{SEPARATOR}{second}(?!\w)", flags)
+    variant = re.compile(rf"(?<!\w){first}(?:{SEPARATOR}|-){second}(?:s|es|'s|s')?(?!\w)", flags)
     kinds: tuple[list[int], list[int], list[int]] = ([], [], [])
     for index in present:
         document = documents[index]
         text = document.text
         pairs = [m.span() for m in pair.finditer(text)]
-        pair_starts, pair_ends = {start for start, _ in pairs}, [end for _, end in pairs]
+        pair_ends = [end for _, end in pairs]
+        variants = [m.span() for m in variant.finditer(text)]  # the exact pairs included
+        variant_starts = {start for start, _ in variants}
         y_ends = np.asarray([m.end() for m in y_pattern.finditer(text)], dtype=np.int64)
-        x_matches = [m for m in x_pattern.finditer(text) if m.start() not in pair_starts]
+        x_matches = [m for m in x_pattern.finditer(text) if m.start() not in variant_starts]
         if len(y_ends):
             tokens = tokens_containing(document, y_ends - 1)
             is_pair = np.isin(y_ends, pair_ends)
+            in_variant = np.asarray([any(start < end <= stop for start, stop in variants) for end in y_ends.tolist()],
+                                    dtype=bool)
             kinds[0].extend(sites.ids(index, tokens[is_pair & (tokens >= 0)]))
-            kinds[1].extend(sites.ids(index, tokens[~is_pair & (tokens >= 0)]))
+            kinds[1].extend(sites.ids(index, tokens[~is_pair & ~in_variant & (tokens >= 0)]))
         if x_matches:
             x_last = tokens_containing(document, np.asarray([m.end() - 1 for m in x_matches], dtype=np.int64))
             visible = np.flatnonzero(visible_tokens(document))

@@ -1,12 +1,15 @@
 """Sequence-level features from labelled documents: natural language, code language, data subset, or any labels.
 
 Each document gives one random contiguous window of model tokens; its representation is the mean activation over
-the window's real tokens after skipping the first N (the paper skipped 1 for Europarl, 100 for code files, 25 for
-Pile documents). Every label becomes a one-vs-rest binary feature with balanced sampling.
+the window's real tokens after skipping the first N (the paper's released code skipped 1 for Europarl, 100 for code
+files, 25 for Pile documents; its text says 50 for code). Every label becomes a one-vs-rest binary feature with
+balanced sampling; a document's origin (file, page, row) is its group in the split.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -14,6 +17,7 @@ from pydantic import Field
 
 from probekit.contracts import DatasetPlugin, PluginParams, ProbingDataset, SkippedFeature
 from probekit.errors import RunError
+from probekit_plugins.datasets.code_boilerplate import code_start
 from probekit_plugins.datasets.labeled_sources import (
     GnomeHelpSource,
     LabeledDocument,
@@ -29,6 +33,8 @@ from probekit_plugins.datasets.sampling import (
     sample_balanced,
 )
 from probekit_plugins.datasets.text_sources import PythonCodeSource, StdlibSource, SystemFilesSource
+
+log = logging.getLogger("probekit.plugins.labeled_documents")  # under 'probekit': shown as a warning line
 
 
 class LabeledDocumentsParams(PluginParams):
@@ -54,12 +60,16 @@ class LabeledSequences(DatasetPlugin):
     def build(self, tokenizer: Any) -> ProbingDataset:
         p = self.params
         grouped = documents_by_label(p.source, p.documents_per_label, p.seed)
+        for label, found in grouped.items():
+            if len(found) < p.documents_per_label / 2:
+                log.warning("label '%s' has %d of the %d documents asked for (documents_per_label): its class is "
+                            "smaller than the others", label, len(found), p.documents_per_label)
         if p.labels is not None:
             unknown = sorted(set(p.labels) - set(grouped))
             if unknown:
                 raise RunError(f"labels {unknown} do not occur in the source (found: {', '.join(grouped)})")
             grouped = {label: grouped[label] for label in p.labels}
-        documents = [document for label_documents in grouped.values() for document in label_documents]
+        documents = [self.prepare(document) for label_documents in grouped.values() for document in label_documents]
         if not documents:
             raise RunError("the source yielded no labelled document")
 
@@ -89,6 +99,10 @@ class LabeledSequences(DatasetPlugin):
         _, source = np.unique(np.asarray(origins, dtype=str), return_inverse=True)  # a file or page: one group
         candidates = CandidateSites(np.arange(len(sequences)), bounds[:, 0], bounds[:, 1], source.astype(np.int64))
         return assemble_dataset(sequences, candidates, draws, "mean", skipped)
+
+    def prepare(self, document: LabeledDocument) -> LabeledDocument:
+        """The document as windows are cut from it; subclasses strip boilerplate."""
+        return document
 
 
 def random_window(
@@ -146,7 +160,10 @@ def offline_code_mixture() -> MixtureSource:
 class CodeLanguageParams(LabeledDocumentsParams):
     source: LabeledSource = Field(default_factory=offline_code_mixture,
                                   description="default: 8 languages from Python's stdlib and Debian packages")
-    skip_first: int = Field(100, ge=0, description="tokens at the start of each window left out of the mean")
+    strip_leading_comments: bool = Field(True, description="cut each file's licence header and other leading "
+                                         "comments (and a Python module docstring) before windows are placed")
+    skip_first: int = Field(50, ge=0, description="tokens at the start of each window left out of the mean (the "
+                            "paper's appendix B.2: 50; its released code used 100)")
     sequence_length: int = Field(256, ge=8, description="tokens per window, special tokens included")
 
 
@@ -154,6 +171,12 @@ class CodeLanguage(LabeledSequences):
     """Which programming language a source file is in (one-vs-rest), by default on 8 offline code corpora."""
 
     Params = CodeLanguageParams  # type: ignore[assignment]
+    params: CodeLanguageParams
+
+    def prepare(self, document: LabeledDocument) -> LabeledDocument:
+        if not self.params.strip_leading_comments:
+            return document
+        return replace(document, text=document.text[code_start(document.text):])
 
 
 def offline_subset_mixture() -> MixtureSource:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import glob
 import gzip
+import logging
 import random
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,8 @@ from probekit_plugins.datasets.latex_markup import LATEX_FEATURES, MIRRORS, Late
 from probekit_plugins.datasets.negative_pools import sample_with_negative_pools
 from probekit_plugins.datasets.sampling import CandidateSites, FeatureDraw, PositiveFraction, assemble_dataset
 from probekit_plugins.datasets.span_alignment import INSIDE, OUTSIDE, mask_labels, tokenize_documents
+
+log = logging.getLogger("probekit.plugins.latex")  # under 'probekit': the CLI prints it as a warning line
 
 #: Debian's TeX Live documentation (texlive-science-doc, texlive-publishers-doc, ...): real .tex files, offline
 TEXLIVE_DOCS = "/usr/share/doc/texlive-doc/latex"
@@ -60,8 +62,8 @@ class Latex(DatasetPlugin):
         wanted = sorted(set(names) | {MIRRORS[n] for n in names if n in MIRRORS})
         corpus = labelled_sequences(tokenizer, p, wanted)
         if corpus.broken:
-            warnings.warn(f"latex: skipped {len(corpus.broken)} file(s) with unbalanced math or braces, e.g. "
-                          f"{corpus.broken[0]}", stacklevel=2)
+            log.warning("latex: skipped %d file(s) with unbalanced math or braces, e.g. %s", len(corpus.broken),
+                        corpus.broken[0])
         if not corpus.sequences:
             reason = f"; {corpus.broken[0]}" if corpus.broken else ""
             raise RunError(f"latex: no usable .tex text under '{p.path}'{reason}")

@@ -2,8 +2,10 @@
 environments) and brace groups, and marks the characters inside each containment (the delimiters stay outside).
 
 The features are the paper's 12: is_frac, is_numerator, is_denominator, is_title, is_abstract, is_author,
-is_subscript, is_superscript, is_reference, is_math, is_inline_math, is_display_math. Comments (``%``), ``\\verb``
-and verbatim environments are skipped; sub/superscripts and fractions count inside math only.
+is_subscript, is_superscript, is_reference, is_math, is_inline_math, is_display_math. Comments (``%``), ``\\verb``,
+``\\lstinline``, verbatim environments (``VerbatimOut`` and ``filecontents`` too) and the arguments of configuration
+commands (``\\lstset{alsoletter={*-$}}``, ``\\usepackage``, ``\\newcommand``, ...) are skipped; sub/superscripts and
+fractions count inside math only; the note of a ``\\thanks`` or ``\\footnote`` in a title or author list is neither.
 """
 
 from __future__ import annotations
@@ -30,7 +32,19 @@ DISPLAY_ENVIRONMENTS = {
                                  "displaymath", "dmath", "dgroup") for star in ("", "*")
 }
 INLINE_ENVIRONMENTS = {"math"}
-VERBATIM_ENVIRONMENTS = {"verbatim", "verbatim*", "Verbatim", "lstlisting", "minted", "comment", "alltt"}
+VERBATIM_ENVIRONMENTS = {"verbatim", "verbatim*", "Verbatim", "Verbatim*", "BVerbatim", "LVerbatim", "SaveVerbatim",
+                         "VerbatimOut", "filecontents", "filecontents*", "lstlisting", "minted", "tcblisting",
+                         "LTXexample", "comment", "alltt"}
+#: commands whose arguments configure rather than typeset (a `$` there is a character, not math): all skipped
+CONFIGURATION = {"lstset", "lstdefinestyle", "lstdefinelanguage", "lstnewenvironment", "lstloadlanguages", "usepackage",
+                 "RequirePackage", "documentclass", "definecolor", "colorlet", "hypersetup", "setminted",
+                 "newcommand", "renewcommand", "providecommand", "newenvironment", "renewenvironment",
+                 "DeclareMathOperator", "DeclareRobustCommand", "NewDocumentCommand", "RenewDocumentCommand",
+                 "fvset", "tcbset", "pgfkeys", "tikzset"}
+#: inline code with any delimiter, like \verb (after optional arguments)
+INLINE_CODE = {"verb", "verb*", "lstinline", "mintinline", "Verb"}
+#: notes attached to a title or an author: their text is not the title or the author
+NOTES = {"thanks", "footnote", "footnotetext"}
 FRACTIONS = {"frac", "dfrac", "tfrac", "cfrac"}
 REFERENCES = {
     "cite", "citep", "citet", "citealp", "citealt", "citeauthor", "citeyear", "parencite", "textcite", "autocite",
@@ -155,11 +169,19 @@ class _Scanner:
             return after
         if name in ("begin", "end"):
             return self._environment(name, i, after)
-        if name in ("verb", "verb*"):
-            if after >= len(self.text):
-                return after
-            close = self.text.find(self.text[after], after + 1)
-            return len(self.text) if close < 0 else close + 1
+        if name in INLINE_CODE:
+            return self._inline_code(name, after)
+        if name.rstrip("*") in CONFIGURATION:
+            return self._skip_groups(after)
+        if name == "def":
+            opening = self.text.find("{", after)
+            return after if opening < 0 else self._matching_brace(opening) + 1
+        if name in NOTES:
+            note = self._argument(self._skip_optional(after))
+            if note is not None and note.braced:
+                for feature in ("is_title", "is_author"):
+                    self.masks[feature][i : note.after] = False
+            return after  # the note's own content is scanned (math in a footnote)
         if name in REFERENCES:
             group = self._argument(self._skip_optional(after))
             if group is not None and group.braced:
@@ -225,6 +247,38 @@ class _Scanner:
         if j < len(self.text) and self.text[j] == "*":
             j += 1
         return self.text[i + 1 : j], j
+
+    def _inline_code(self, name: str, after: int) -> int:
+        """Skip \\verb|...|, \\lstinline[options]{...}, \\mintinline{language}{...} and the like."""
+        i = self._skip_optional(after) if name != "verb" and name != "verb*" else after
+        if name == "mintinline":
+            language = self._argument(i)
+            i = language.after if language is not None else i
+        if i >= len(self.text):
+            return i
+        if self.text[i] == "{":
+            close = self.text.find("}", i + 1)
+        else:
+            close = self.text.find(self.text[i], i + 1)
+        return len(self.text) if close < 0 else close + 1
+
+    def _skip_groups(self, i: int) -> int:
+        """Skip what follows a configuration command: a control sequence (``\\newcommand\\x``), then every
+        ``[...]`` and ``{...}`` group in a row."""
+        j = self._skip_spaces(i)
+        if j < len(self.text) and self.text[j] == "\\":
+            j = self._name(j)[1]
+        while True:
+            k = self._skip_spaces(j)
+            if k < len(self.text) and self.text[k] == "{":
+                j = self._matching_brace(k) + 1
+            elif k < len(self.text) and self.text[k] == "[":
+                close = self.text.find("]", k)
+                if close < 0:
+                    return j
+                j = close + 1
+            else:
+                return j
 
     def _end_of_line(self, i: int) -> int:
         newline = self.text.find("\n", i)

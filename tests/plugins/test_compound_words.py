@@ -157,3 +157,43 @@ def test_words_with_punctuation(bpe_tokenizer, tmp_path: Path) -> None:
     assert feature.name == "e-mail_address"
     # 5 XY, 5 "address" alone, 5 "e-mail now" (sample_balanced may round 15 sites down to 14)
     assert int(feature.labels.sum()) == 5 and len(feature.labels) in (14, 15)
+
+
+def test_variants_of_the_compound_are_never_negatives(bpe_tokenizer) -> None:
+    text = ("Pass a keyword argument here. Keyword arguments go last; a keyword-argument list, and the keyword "
+            "argument's name. A keyword list. An argument alone. The keyword arguments.")
+    (document,) = tokenize_documents(bpe_tokenizer, [text])
+    positives, without_first, without_second = bigram_sites([document], [0], "keyword argument", re.IGNORECASE,
+                                                            sites := SiteIndex())
+    index = {site: token for (_, token), site in sites._index.items()}
+    token_text = [text[start:end] for start, end in document.core]
+    negatives = {token_text[index[s]].strip() for s in np.concatenate([without_first, without_second])}
+    assert len(positives) == 2  # "keyword argument" here and in "keyword argument's"
+    assert negatives == {"list", "argument"}  # "keyword list" (XW) and "An argument alone" (WY), nothing else
+
+
+@pytest.mark.slow
+def test_the_example_has_no_variant_among_its_negatives(minilm) -> None:
+    """On the standard library (examples/compound_words.yaml) 'keyword arguments' and 'command-line' were negatives."""
+    from probekit_plugins.datasets.text_sources import StdlibSource, read_documents
+
+    texts = [text for text in read_documents(StdlibSource(), 0) if "keyword" in text.lower()]
+    documents = tokenize_documents(minilm.tokenizer, texts)
+    sites = SiteIndex()
+    _, without_first, without_second = bigram_sites(documents, list(range(len(documents))), "keyword argument",
+                                                    re.IGNORECASE, sites)
+    where = {site: key for key, site in sites._index.items()}
+    variant = re.compile(r"keyword(\s*-\s*|\s+)arguments?('s|s')?(?!\w)")
+    checked = 0
+    for kind, negatives in (("WY", without_first), ("XW", without_second)):
+        for site in negatives:
+            document, token = where[int(site)]
+            text = documents[document].text.lower()
+            start, end = documents[document].core[token]
+            if kind == "WY":  # the token ends 'argument': no 'keyword' (or 'keyword-') right before it
+                assert not variant.search(text[max(0, end - 40) : end] + " "), text[max(0, end - 60) : end + 20]
+            else:  # the token follows 'keyword': what starts at that 'keyword' is not the compound
+                x_start = text.rindex("keyword", 0, start)
+                assert not variant.match(text, x_start), text[x_start : end + 20]
+            checked += 1
+    assert checked > 100

@@ -60,6 +60,13 @@ def test_character_masks_of_the_fixture() -> None:
         (r"\citep[see][p.~2]{a,b} and x_1 outside math", "is_reference", ["a,b"]),
         (r"x_1 outside math", "is_subscript", []),
         ("% $not math$\n$m$", "is_math", ["m"]),
+        # found in the example's TeX Live documentation: configuration, notes in titles, verbatim output files
+        ("\\lstset{language=[LaTeX]{TeX},%\n  alsoletter={*-$},%\n}\n$m$ and $n$", "is_math", ["m", "n"]),
+        (r"\newcommand\darg[3]{ \texttt{#1} $q$ } and \lstinline[x]|$a| and $b$", "is_math", ["b"]),
+        (r"\title{Big Results\thanks{Funded by $x$ grants}}", "is_title", ["Big Results"]),
+        (r"\author{Ann\footnote{Uni}, Bo}", "is_author", ["Ann", ", Bo"]),
+        (r"\title{On $n$\thanks{Funded by $x$ grants}}", "is_math", ["n", "x"]),
+        ("\\begin{VerbatimOut}[gobble=0]{code.tex}\n$x$\n\\end{VerbatimOut} $y$", "is_math", ["y"]),
     ],
 )
 def test_character_masks_of_snippets(text: str, feature: str, expected: list[str]) -> None:
@@ -165,16 +172,17 @@ def test_features_subset_and_missing_features(bpe_tokenizer, tmp_path: Path) -> 
     assert "no token lies inside it" in dataset.skipped[0].reason
 
 
-def test_directory_gzip_and_broken_files(bpe_tokenizer, tmp_path: Path) -> None:
+def test_directory_gzip_and_broken_files(bpe_tokenizer, tmp_path: Path, caplog) -> None:
     corpus = tmp_path / "tex"
     corpus.mkdir()
     (corpus / "paper.tex.gz").write_bytes(gzip.compress(FIXTURE.read_bytes()))
     (corpus / "notes.txt").write_text("$ not a tex file")
     (corpus / "broken.tex").write_text("good $x$\nunclosed $y and the rest\n")
-    with pytest.warns(UserWarning, match=r"skipped 1 file\(s\).*broken\.tex:2: math opened here is never closed"):
+    with caplog.at_level("WARNING", logger="probekit"):
         from_dir = build(bpe_tokenizer, corpus)
+    assert re.search(r"skipped 1 file\(s\).*broken\.tex:2: math opened here is never closed", caplog.text)
     assert from_dir.fingerprint == build(bpe_tokenizer).fingerprint
-    with pytest.raises(RunError, match=r"broken\.tex:2: math opened here"), pytest.warns(UserWarning):
+    with pytest.raises(RunError, match=r"broken\.tex:2: math opened here"):
         build(bpe_tokenizer, corpus / "broken.tex")
 
 
@@ -198,3 +206,34 @@ def test_sequences_cut_and_deterministic(bpe_tokenizer, tmp_path: Path) -> None:
     again = build(bpe_tokenizer, tmp_path, **settings)
     other = build(bpe_tokenizer, tmp_path, **settings, seed=5)
     assert dataset.fingerprint == again.fingerprint != other.fingerprint
+
+
+TEXLIVE = Path("/usr/share/doc/texlive-doc/latex")
+
+
+@pytest.mark.skipif(not TEXLIVE.is_dir(), reason="the example's .tex files (Debian texlive-science-doc; .ci/run "
+                                                  "extracts them) are not installed")
+def test_the_example_documents_have_no_configuration_math_and_no_notes_in_titles() -> None:
+    """On examples/latex.yaml's files: every '$' of a \\lstset is outside math, no \\thanks/\\footnote text counts as
+    title or author, nothing inside a VerbatimOut counts as math."""
+    from probekit_plugins.datasets.latex import tex_documents
+
+    checked = {"lstset": 0, "note": 0, "VerbatimOut": 0}
+    for path, text in tex_documents(str(TEXLIVE), 0):
+        try:
+            masks = latex_masks(text)
+        except LatexSyntaxError:
+            continue
+        for match in re.finditer(r"\\lstset\{", text):
+            span = slice(match.start(), text.find("\n\n", match.start()))
+            assert not masks["is_math"][span].any(), path
+            checked["lstset"] += 1
+        for match in re.finditer(r"\\(thanks|footnote)\{", text):
+            end = text.find("}", match.end())
+            assert not (masks["is_title"] | masks["is_author"])[match.start() : end].any(), path
+            checked["note"] += 1
+        for match in re.finditer(r"\\begin\{VerbatimOut\}", text):
+            end = text.find("\\end{VerbatimOut}", match.end())
+            assert not masks["is_math"][match.start() : end].any(), path
+            checked["VerbatimOut"] += 1
+    assert min(checked.values()) > 0, checked
