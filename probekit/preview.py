@@ -9,21 +9,25 @@ from rich.table import Table
 from rich.text import Text
 
 from probekit.contracts import ProbingDataset
+from probekit.splits import site_groups
 
 POSITIVE, NEGATIVE = "bold black on green", "black on bright_red"
 
 
 def class_counts(dataset: ProbingDataset) -> Table:
-    """Sites, positives and negatives per feature, then the skipped features with their reasons."""
+    """Sites, positives, negatives and source groups per feature (what the split keeps whole), then the skipped
+    features with their reasons."""
+    groups = site_groups(dataset)
     table = Table(title=f"{len(dataset.sequences)} sequences, {len(dataset.sites)} probe sites "
-                        f"({dataset.sites.aggregation})")
-    for column in ("feature", "sites", "positive", "negative", "note"):
+                        f"({dataset.sites.aggregation}), {len(np.unique(groups))} source groups")
+    for column in ("feature", "sites", "positive", "negative", "groups", "note"):
         table.add_column(column, justify="left" if column in ("feature", "note") else "right")
     for feature in dataset.features:
         positives = int(feature.labels.sum())
-        table.add_row(feature.name, str(len(feature.labels)), str(positives), str(len(feature.labels) - positives), "")
+        table.add_row(feature.name, str(len(feature.labels)), str(positives), str(len(feature.labels) - positives),
+                      str(len(np.unique(groups[feature.sites]))), "")
     for skipped in dataset.skipped:
-        table.add_row(skipped.name, "-", "-", "-", Text(f"skipped: {skipped.reason}", style="dim"))
+        table.add_row(skipped.name, "-", "-", "-", "-", Text(f"skipped: {skipped.reason}", style="dim"))
     return table
 
 

@@ -4,14 +4,17 @@ Markdown."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 from rich.table import Table
 
-#: a best probe scored on fewer test positives than this is flagged: its F1 says little (see its interval)
+#: a best probe scored on fewer test positives, or fewer test groups (sources), than this is flagged: its F1 and
+#: interval say little
 FEW_TEST_POSITIVES = 20
+FEW_TEST_GROUPS = 10
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class BestProbe:
 def best_per_feature(table: pa.Table) -> list[BestProbe]:
     """Highest test F1 over layers and selectors at the smallest and at the largest k, per feature."""
     rows = table.select(["model", "dataset", "feature", "layer", "selector", "k", "neurons", "f1", "f1_low", "f1_high",
-                         "n_test_positive"]).to_pylist()
+                         "n_test_positive", "n_test_groups"]).to_pylist()
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["model"], row["dataset"], row["feature"]), []).append(row)
@@ -43,13 +46,18 @@ def best_per_feature(table: pa.Table) -> list[BestProbe]:
 
 
 def _f1(row: dict[str, Any]) -> str:
-    """F1 with its 95 % bootstrap interval, e.g. '0.912 (0.88-0.94)'."""
-    return f"{row['f1']:.3f} ({row['f1_low']:.2f}-{row['f1_high']:.2f})"
+    """F1 with its 95 % bootstrap interval, e.g. '0.912 (0.884-0.938)'."""
+    if math.isnan(row["f1_low"]):
+        return f"{row['f1']:.3f} (n/a)"
+    return f"{row['f1']:.3f} ({row['f1_low']:.3f}-{row['f1_high']:.3f})"
 
 
 def _note(best: BestProbe) -> str:
-    positives = best.sparsest["n_test_positive"]
-    return f"only {positives} test positives" if positives < FEW_TEST_POSITIVES else ""
+    positives, groups = best.sparsest["n_test_positive"], best.sparsest["n_test_groups"]
+    notes = [f"only {positives} test positives"] if positives < FEW_TEST_POSITIVES else []
+    if groups < FEW_TEST_GROUPS:
+        notes.append(f"{groups} test source{'s' if groups != 1 else ''}")
+    return ", ".join(notes)
 
 
 def _columns(best: list[BestProbe]) -> tuple[list[str], list[list[str]]]:
@@ -171,8 +179,8 @@ def markdown_report(manifest: dict[str, Any], table: pa.Table) -> str:
         "## Best probe per feature (test F1)",
         "",
         "In parentheses: the 95 % bootstrap interval of F1 over the test split's groups (its sources: documents, "
-        f"entities, identical texts). A best probe scored on fewer than {FEW_TEST_POSITIVES} test positives is noted: "
-        "its F1 says little.",
+        f"entities, identical texts; n/a with a single test source). A best probe scored on fewer than "
+        f"{FEW_TEST_POSITIVES} test positives or {FEW_TEST_GROUPS} test sources is noted: its F1 says little.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),

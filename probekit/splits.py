@@ -111,9 +111,12 @@ def _assign_groups(labels: np.ndarray, groups: np.ndarray, test_fraction: float,
 def f1_interval(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, seed: int,
                 level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of F1, resampling whole test groups (each test site alone under a site split):
-    ``RESAMPLES`` draws, seeded, so every cell of a feature is resampled alike."""
+    ``RESAMPLES`` draws, seeded, so every cell of a feature is resampled alike. NaN when the test split holds one
+    group: resampling it says nothing about the variation between sources."""
     y_true, y_pred = np.asarray(y_true, dtype=bool), np.asarray(y_pred, dtype=bool)
     ids, inverse = np.unique(groups, return_inverse=True)
+    if len(ids) < 2:
+        return float("nan"), float("nan")
     per_group = np.stack([np.bincount(inverse, weights=y_true & y_pred, minlength=len(ids)),  # true positives
                           np.bincount(inverse, weights=~y_true & y_pred, minlength=len(ids)),  # false positives
                           np.bincount(inverse, weights=y_true & ~y_pred, minlength=len(ids))], axis=1)

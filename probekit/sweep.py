@@ -114,6 +114,7 @@ class Sweep:
         check_dataset(dataset, dataset_ref, model)
         features = usable_features(dataset, model, dataset_ref.label, self.summary.skipped_features,
                                    self.spec.min_per_class, self.spec.on_bad_feature, self.spec.split)
+        self.manifest.setdefault("datasets", {})[f"{model} / {dataset_ref.label}"] = dataset_counts(dataset)
         key = (model, dataset_ref.label)
 
         def cell(feature: str, layer: int, selector: str, k: int) -> str:
@@ -161,6 +162,19 @@ def cached_activations(
                     on_batch=lambda n: progress.advance(task, n))
         found.update({layer: cache.load(key, shape) for layer, key in missing.items()})
     return found  # type: ignore[return-value]
+
+
+def dataset_counts(dataset: ProbingDataset) -> dict[str, Any]:
+    """What a dataset really holds (it may fall short of what its params asked for): sequences, sites, source
+    groups, and per feature its positive and negative sites and the groups they come from."""
+    groups = site_groups(dataset)
+    return {
+        "fingerprint": dataset.fingerprint, "sequences": len(dataset.sequences), "sites": len(dataset.sites),
+        "groups": len(np.unique(groups)),
+        "features": {feature.name: {"positive": int(feature.labels.sum()),
+                                    "negative": int((~feature.labels).sum()),
+                                    "groups": len(np.unique(groups[feature.sites]))} for feature in dataset.features},
+    }
 
 
 def check_dataset(dataset: ProbingDataset, dataset_ref: ResolvedPlugin, model: str) -> None:

@@ -96,6 +96,11 @@ def test_run_output_override_and_report(tmp_path: Path) -> None:
     assert "Best probe per feature" in result.stdout and "all_digits" in result.stdout
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["status"] == "complete" and manifest["runs"][0]["packages"]["torch"].startswith("2.")
+    row = next(r for r in pq.read_table(out / "results").to_pylist() if r["feature"] == "all_digits")
+    counts = manifest["datasets"]["minilm / text_features"]["features"]["all_digits"]  # what the data really held
+    assert counts["positive"] == row["n_train_positive"] + row["n_test_positive"]
+    assert counts["positive"] + counts["negative"] == row["n_train"] + row["n_test"]
+    assert counts["groups"] == row["n_train_groups"] + row["n_test_groups"]
     assert (out / "report.md").read_text().startswith("# probekit run")
     (out / "report.md").unlink()
     assert runner.invoke(app, ["report", str(out)]).exit_code == 0 and (out / "report.md").exists()
@@ -128,7 +133,7 @@ def test_datasets_preview_counts_and_marks_probed_tokens(tmp_path: Path) -> None
                            env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "12 sequences, 12 probe sites (mean)" in result.stdout
-    assert "│ blue    │    12 │        6 │        6 │" in result.stdout
+    assert "│ blue    │    12 │        6 │        6 │      2 │" in result.stdout  # identical texts: one group per label
     assert "red red red" in result.stdout  # an example, decoded with the tokenizer's own spacing
 
     bad = runner.invoke(app, ["datasets", "preview", "labeled_sequences", "--params", "{sequence_length: 2}"])

@@ -12,7 +12,7 @@ from probekit.report import compare_selectors, markdown_report
 def row(feature: str, layer: int, selector: str, k: int, f1: float, seconds: float, details: dict,
         positives: int = 50) -> dict:
     return {"model": "m", "dataset": "d", "feature": feature, "layer": layer, "selector": selector, "k": k, "f1": f1,
-            "f1_low": f1 - 0.05, "f1_high": min(1.0, f1 + 0.05), "n_test_positive": positives,
+            "f1_low": f1 - 0.05, "f1_high": min(1.0, f1 + 0.05), "n_test_positive": positives, "n_test_groups": 50,
             "select_seconds": seconds, "selector_details": json.dumps(details), "neurons": [f"L{layer}.N0"] * k}
 
 
@@ -64,7 +64,16 @@ def test_best_probes_show_their_interval_and_few_positives_are_flagged() -> None
     text = markdown_report(manifest, pa.Table.from_pylist(rows))
     [x_line] = [line for line in text.splitlines() if line.startswith("| x |")]
     [y_line] = [line for line in text.splitlines() if line.startswith("| y |")]
-    assert "0.900 (0.85-0.95)" in x_line and x_line.endswith("|  |")
-    assert "1.000 (0.95-1.00)" in y_line and "only 3 test positives" in y_line
+    assert "0.900 (0.850-0.950)" in x_line and x_line.endswith("|  |")
+    assert "1.000 (0.950-1.000)" in y_line and "only 3 test positives" in y_line
     only_x = markdown_report(manifest, pa.Table.from_pylist(rows[:1]))
     assert "note" not in only_x.split("## Best probe")[1].splitlines()[4]  # no note column when nothing to note
+
+
+def test_a_single_test_source_has_no_interval_and_is_noted() -> None:
+    manifest = {"spec": {"models": [{"plugin": "m"}], "datasets": [{"plugin": "d"}], "selectors": [{"plugin": "a"}],
+                         "ks": [1]}, "spec_fingerprint": "f"}
+    lone = {**row("x", 0, "a", 1, 0.80, 1.0, {}), "f1_low": float("nan"), "f1_high": float("nan"), "n_test_groups": 1}
+    text = markdown_report(manifest, pa.Table.from_pylist([lone]))
+    [line] = [line for line in text.splitlines() if line.startswith("| x |")]
+    assert "0.800 (n/a)" in line and "1 test source |" in line

@@ -119,3 +119,9 @@ def test_few_test_sites_give_a_wide_interval() -> None:
     assert high - low > 0.5
     low, high = f1_interval(np.tile(y_true, 100), np.tile(y_pred, 100), np.arange(800), seed=0)
     assert high - low < 0.1 and low < 0.75 < high
+
+
+def test_one_test_source_has_no_interval() -> None:
+    y = np.array([True, False, True, False])
+    low, high = f1_interval(y, y, np.zeros(4, dtype=int), seed=0)
+    assert np.isnan(low) and np.isnan(high)

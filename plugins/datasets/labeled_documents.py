@@ -62,8 +62,8 @@ class LabeledSequences(DatasetPlugin):
         grouped = documents_by_label(p.source, p.documents_per_label, p.seed)
         for label, found in grouped.items():
             if len(found) < p.documents_per_label / 2:
-                log.warning("label '%s' has %d of the %d documents asked for (documents_per_label): its class is "
-                            "smaller than the others", label, len(found), p.documents_per_label)
+                log.warning("label '%s' has %d of the %d documents asked for (documents_per_label)", label,
+                            len(found), p.documents_per_label)
         if p.labels is not None:
             unknown = sorted(set(p.labels) - set(grouped))
             if unknown:
