@@ -4,6 +4,7 @@ the probe sites inside the trace, and stops the forward pass after the last requ
 
 from __future__ import annotations
 
+import gc
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -72,6 +73,11 @@ class NNsightAdapter(ModelAdapter):
         with torch.inference_mode(), self.traced.trace(inputs) as tracer:
             reduced = nnsight.save([reduce_to_sites(self.neuron_value(layer), sites) for layer in ordered])
             tracer.stop()  # never compute the layers above, nor the language-model head
+        # nnsight stops the forward pass with an exception whose traceback keeps the stopped pass's frames, and with
+        # them its tensors (200 MB for 32 x 128 tokens of pythia-70m), in a reference cycle. Collect it now (it is
+        # young: generation 0, about 0.1 ms), not at one of Python's later collections: meanwhile memory would pile up
+        # batch after batch, and the next batches would fault in fresh pages.
+        gc.collect(0)
         return {layer: values.float().cpu().numpy() for layer, values in zip(ordered, reduced)}
 
     def ablate(

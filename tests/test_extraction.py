@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 import torch
@@ -95,3 +97,23 @@ def test_batching_does_not_change_results(minilm, sequences) -> None:
     together = extract_activations(minilm, dataset, [1], batch_tokens=3 * 64)[1]
     np.testing.assert_allclose(one_by_one, together, atol=2e-5)
     assert one_by_one.shape == (3, minilm.d_mlp) and one_by_one.dtype == np.float32
+
+
+def test_each_stopped_forward_pass_is_freed_at_once(minilm, sequences) -> None:
+    """``tracer.stop()`` leaves the stopped pass's frames, and its tensors, in a reference cycle; the adapter collects
+    it batch by batch, so it is gone even with Python's automatic collection off."""
+
+    def neuron_tensors_alive() -> int:
+        # type(), not isinstance(): isinstance asks every object for __class__, and torch's deprecated ones warn
+        tensors = (value for value in gc.get_objects() if type(value) is torch.Tensor)
+        return sum(tensor.dim() == 3 and tensor.shape[-1] == minilm.d_mlp for tensor in tensors)
+
+    sites = ProbeSites([0, 1, 2], [3, 2, 7], [4, 3, 8], "token")
+    gc.collect()
+    before = neuron_tensors_alive()
+    gc.disable()
+    try:
+        extract_activations(minilm, ProbingDataset(sequences, sites, []), [1], batch_tokens=1)
+        assert neuron_tensors_alive() == before
+    finally:
+        gc.enable()

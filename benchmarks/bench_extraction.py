@@ -3,25 +3,35 @@
 Model: a pythia-70m-shaped GPT-NeoX with random weights (hidden 512, 6 layers, 2048 neurons per layer, 50,304-token
 vocabulary), built locally. Batches of 32 x 128 random tokens, 8 probed token sites per sequence, CPU.
 
-Measured side by side in one run (median of the repeats, alternating the contenders):
+Measured side by side in one run (the contenders alternate, their order rotating from repeat to repeat):
   1. probekit, all 6 layers        vs  the base model (no LM head) run in full, hooks gathering the same sites
   2. probekit, layer 1 only        vs  probekit, all 6 layers
   3. peak RSS of a cached extraction of N sequences (separate processes), for two dataset sizes
 
-    python benchmarks/extraction.py                 # the figures in docs/performance.md
-    python benchmarks/extraction.py --quick         # a smoke run in a few seconds
+Each timed pass follows one untimed batch of the same contender, as in a real extraction, where batch follows batch
+(right after another contender, the allocator's memory is shaped for that one's tensors). Ratios are the median
+(and range) of the per-repeat ratios. Every repeat's seconds and minor page faults are printed too: a repeat whose
+large temporary tensors fault in fresh pages runs up to about 15 % slower, whichever contender it is.
+
+    .venv/bin/python benchmarks/bench_extraction.py             # the figures in docs/performance.md
+    .venv/bin/python benchmarks/bench_extraction.py --quick     # smaller sizes, fewer repeats
+    .venv/bin/python benchmarks/bench_extraction.py --smoke     # tiny sizes: checks that the benchmark runs (the tests)
+    .venv/bin/python benchmarks/bench_extraction.py --profile   # also: where probekit's time goes (cProfile)
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -108,16 +118,51 @@ def peak_rss_child(model_dir: str, n_sequences: int, length: int, batch_tokens: 
                       "seconds": seconds, "cached_mib": cached_bytes / 2**20}))
 
 
+def measure(run: Callable[[], object]) -> tuple[float, int]:
+    """Wall-clock seconds and minor page faults of ``run()``."""
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+
+
+#: where a profiled Python function lives, by a folder in its file's path
+CODE_GROUPS = (("/nnsight/", "nnsight"), ("/probekit/", "probekit"), ("/plugins/", "probekit"),
+               ("/transformers/", "transformers model code"), ("/torch/", "torch Python code"))
+
+
+def time_shares(run: Callable[[], object]) -> dict[str, float]:
+    """Share of ``run()``'s time by where it is spent (cProfile's own time per function), largest first."""
+    profile = cProfile.Profile()
+    profile.runcall(run)
+    shares: dict[str, float] = {}
+    for (filename, _, function), (_, _, own, _, _) in pstats.Stats(profile).stats.items():  # type: ignore[attr-defined]
+        if filename == "~":  # a built-in: torch's operators are its methods and functions
+            where = "torch operators" if "torch" in function else "other built-ins"
+        else:
+            where = next((group for folder, group in CODE_GROUPS if folder in filename), "other Python")
+        shares[where] = shares.get(where, 0.0) + own
+    total = sum(shares.values())
+    return {where: seconds / total for where, seconds in sorted(shares.items(), key=lambda item: -item[1])}
+
+
+def spread(values: Sequence[float], digits: int = 2) -> str:
+    """'median (min-max)'."""
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sequences", type=int, default=128, help="sequences per timing repeat")
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--batch", type=int, default=32, help="sequences per batch")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the notes' reference: 1)")
-    parser.add_argument("--rss-sizes", default="1000,10000", help="dataset sizes for the peak-RSS runs")
+    parser.add_argument("--rss-sizes", default="1000,10000", help="dataset sizes for the peak-RSS runs ('': none)")
     parser.add_argument("--rss-length", type=int, default=32, help="tokens per sequence in the peak-RSS runs")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, a smoke run")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (about a minute)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat: checks that it runs")
+    parser.add_argument("--profile", action="store_true", help="also print where probekit's time goes (cProfile)")
     parser.add_argument("--rss-child", nargs=4, metavar=("MODEL", "N", "LENGTH", "BATCH_TOKENS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -127,7 +172,9 @@ def main() -> None:
         peak_rss_child(model_dir, int(n), int(length), int(batch_tokens))
         return
     if args.quick:
-        args.sequences, args.repeats, args.rss_sizes = 64, 2, "100,400"
+        args.sequences, args.repeats, args.rss_sizes = 64, 5, "100,400"
+    if args.smoke:
+        args.sequences, args.length, args.batch, args.repeats, args.rss_sizes = 8, 16, 4, 1, "20"
 
     with tempfile.TemporaryDirectory() as model_dir:
         build_model(Path(model_dir))
@@ -135,25 +182,53 @@ def main() -> None:
         dataset = random_dataset(args.sequences, args.length)
         batch_tokens = args.batch * args.length
         tokens = args.sequences * args.length
-        time_probekit(adapter, dataset, [0], batch_tokens)  # warm-up: loads weights, first-trace overheads
-        time_plain_hooks(adapter, dataset, args.batch)
-        timings: dict[str, list[float]] = {"all": [], "layer1": [], "plain": []}
-        for _ in range(args.repeats):
-            timings["all"].append(time_probekit(adapter, dataset, list(range(6)), batch_tokens))
-            timings["plain"].append(time_plain_hooks(adapter, dataset, args.batch))
-            timings["layer1"].append(time_probekit(adapter, dataset, [1], batch_tokens))
-        rate = {name: tokens / statistics.median(values) for name, values in timings.items()}
+        one_batch = random_dataset(args.batch, args.length, seed=2)
+
+        def contender(name: str, data: ProbingDataset) -> Callable[[], object]:
+            if name == "plain":
+                return lambda: time_plain_hooks(adapter, data, args.batch)
+            return lambda: time_probekit(adapter, data, list(range(6)) if name == "all" else [1], batch_tokens)
+
+        names = ["all", "plain", "layer1"]
+        contenders = {name: contender(name, dataset) for name in names}
+        warm_ups = {name: contender(name, one_batch) for name in names}
+        for run in contenders.values():  # loads the weights, pays the first trace's overheads
+            run()
+        seconds: dict[str, list[float]] = {name: [] for name in contenders}
+        faults: dict[str, list[int]] = {name: [] for name in contenders}
+        for repeat in range(args.repeats):
+            for name in names[repeat % 3 :] + names[: repeat % 3]:  # no contender always runs after the same one
+                # one untimed batch first: the memory the previous contender left is shaped for its own tensors,
+                # and a real extraction runs batch after batch of the same contender
+                warm_ups[name]()
+                elapsed, page_faults = measure(contenders[name])
+                seconds[name].append(elapsed)
+                faults[name].append(page_faults)
+        rate = {name: [tokens / value for value in values] for name, values in seconds.items()}
+        vs_plain = [all_ / plain for all_, plain in zip(rate["all"], rate["plain"])]
+        layer1_vs_all = [layer1 / all_ for layer1, all_ in zip(rate["layer1"], rate["all"])]
 
         print(f"pythia-70m-shaped random GPT-NeoX, {args.sequences} x {args.length} tokens per repeat, batch "
               f"{args.batch}, {SITES_PER_SEQUENCE} sites per sequence, {args.threads} thread(s), "
-              f"median of {args.repeats}")
-        print(f"  plain HF base model + hooks, all 6 layers : {rate['plain']:8.0f} tok/s")
-        print(f"  probekit (nnsight, stop after layer 5)    : {rate['all']:8.0f} tok/s   "
-              f"ratio {rate['all'] / rate['plain']:.2f} (target >= 0.95)")
-        print(f"  probekit, layer 1 only                    : {rate['layer1']:8.0f} tok/s   "
-              f"{rate['layer1'] / rate['all']:.2f}x all layers (target >= 2.5)")
+              f"{args.repeats} repeats: median (min-max); minor page faults per repeat, median")
+        print(f"  plain HF base model + hooks, all 6 layers : {spread(rate['plain'], 0):>18} tok/s   "
+              f"{statistics.median(faults['plain']):8.0f} faults")
+        print(f"  probekit (nnsight, stop after layer 5)    : {spread(rate['all'], 0):>18} tok/s   "
+              f"{statistics.median(faults['all']):8.0f} faults   ratio {spread(vs_plain)} vs plain (target >= 0.95)")
+        print(f"  probekit, layer 1 only                    : {spread(rate['layer1'], 0):>18} tok/s   "
+              f"{statistics.median(faults['layer1']):8.0f} faults   {spread(layer1_vs_all)}x all layers "
+              "(target >= 2.5)")
+        print("  each repeat, seconds (thousand page faults):")
+        for name, label in zip(names, ("probekit all", "plain", "layer 1")):
+            print(f"    {label:12s} " + "  ".join(f"{value:.2f} ({count / 1000:.0f})"
+                                                    for value, count in zip(seconds[name], faults[name])))
 
-        for n in (int(size) for size in args.rss_sizes.split(",")):
+        if args.profile:
+            shares = time_shares(contenders["all"])
+            print("  where probekit's time goes (all layers, cProfile): "
+                  + ", ".join(f"{where} {share:.1%}" for where, share in shares.items()))
+
+        for n in (int(size) for size in args.rss_sizes.split(",") if size):
             child = subprocess.run(
                 [sys.executable, __file__, "--threads", str(args.threads), "--rss-child", model_dir, str(n),
                  str(args.rss_length), str(batch_tokens)], capture_output=True, text=True, check=True)

@@ -1,8 +1,9 @@
 """Benchmark of every neuron selector: runtime per (feature, layer) and test F1 for k = 1..8, the paper's Table 4
 beside it, OSP certificates at the paper's settings and with weak regularisation, and OSP against abess.
 
-    .venv/bin/python benchmarks/selectors.py            # full run (about 5 minutes on a 2-core machine)
-    .venv/bin/python benchmarks/selectors.py --quick    # smaller sizes and time limits (about 1-2 minutes)
+    .venv/bin/python benchmarks/bench_selectors.py            # full run (about 5 minutes on a 2-core machine)
+    .venv/bin/python benchmarks/bench_selectors.py --quick    # smaller sizes and time limits (about 1-2 minutes)
+    .venv/bin/python benchmarks/bench_selectors.py --smoke    # tiny sizes: checks that the benchmark runs (the tests)
 
 Data: activation-shaped synthetic sets (GELU of correlated pre-activations, 1,024 prefiltered neurons, a planted
 sparse signal of 4 neurons with one redundant noisy copy each, strong and weak signal; n = 2,000 and 8,000 train
@@ -12,33 +13,26 @@ extraction). Every figure is measured in the run that prints it. `pip install -e
 
 from __future__ import annotations
 
+import argparse
+import statistics
 import sys
-from pathlib import Path
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-# run as a script, this file's folder comes first on sys.path and its name would shadow the standard library's
-# `selectors` module (imported by subprocess and socket): take the folder off the path before importing anything
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
+import numpy as np
+from threadpoolctl import threadpool_limits
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-import numpy as np  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
-
-from probekit.contracts import Selector  # noqa: E402
-from probekit.probing import fit_and_evaluate, mean_difference, stratified_split, top_k  # noqa: E402
-from probekit_plugins.selectors.adaptive_threshold import AdaptiveThreshold  # noqa: E402
-from probekit_plugins.selectors.f_statistic import FStatistic  # noqa: E402
-from probekit_plugins.selectors.hinge_svm import solve_hinge_svm  # noqa: E402
-from probekit_plugins.selectors.l1_logistic import L1Logistic  # noqa: E402
-from probekit_plugins.selectors.mean_diff import MeanDifference  # noqa: E402
-from probekit_plugins.selectors.mutual_info import MutualInformation  # noqa: E402
-from probekit_plugins.selectors.osp import OptimalSparseProbe, class_weights, feature_scale  # noqa: E402
-from probekit_plugins.selectors.random_neurons import RandomNeurons  # noqa: E402
+from probekit.contracts import Selector
+from probekit.probing import fit_and_evaluate, mean_difference, stratified_split, top_k
+from probekit_plugins.selectors.adaptive_threshold import AdaptiveThreshold
+from probekit_plugins.selectors.f_statistic import FStatistic
+from probekit_plugins.selectors.hinge_svm import solve_hinge_svm
+from probekit_plugins.selectors.l1_logistic import L1Logistic
+from probekit_plugins.selectors.mean_diff import MeanDifference
+from probekit_plugins.selectors.mutual_info import MutualInformation
+from probekit_plugins.selectors.osp import OptimalSparseProbe, class_weights, feature_scale
+from probekit_plugins.selectors.random_neurons import RandomNeurons
 
 KS = list(range(1, 9))
 #: label shifts of the planted neurons' pre-activations: strength x (1.5 .. 0.6)
@@ -211,14 +205,19 @@ def compare_with_abess(task: Task, params: OptimalSparseProbe.Params, osp: dict[
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and time limits (1-2 minutes)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes and time limits: checks that it runs")
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="train rows of the synthetic sets")
-    parser.add_argument("--neurons", type=int, default=1024, help="prefiltered neurons of the synthetic sets")
+    parser.add_argument("--neurons", type=int, default=1024, help="prefiltered neurons (synthetic sets and MiniLM)")
     parser.add_argument("--osp-time-limit", type=float, default=None, help="OSP seconds per k (default 60)")
     parser.add_argument("--weak-time-limit", type=float, default=None, help="OSP seconds per k, weak regime")
     parser.add_argument("--minilm-sequences", type=int, default=None, help="MiniLM text sequences (0: skip)")
     parser.add_argument("--minilm-layer", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.sizes = args.sizes or [300]
+        args.neurons, args.osp_time_limit, args.weak_time_limit = 64, 0.2, 0.2
+        args.minilm_sequences = 20 if args.minilm_sequences is None else args.minilm_sequences
     sizes = args.sizes or ([2000] if args.quick else [2000, 8000])
     osp_limit = args.osp_time_limit or (10.0 if args.quick else 60.0)
     weak_limit = args.weak_time_limit or (5.0 if args.quick else 60.0)
@@ -235,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             if strength == STRONG:
                 largest = task
     if sequences:
-        tasks = minilm_tasks(args.minilm_layer, sequences, 4000, 1024)
+        tasks = minilm_tasks(args.minilm_layer, sequences, 4000, args.neurons)
         sizes_real = sorted(len(t.y_train) for t in tasks)
         real = run_methods(tasks, factories)
         print_method_table(f"MiniLM layer {args.minilm_layer}: mean over {len(tasks)} text features "
@@ -246,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"\nOSP on MiniLM (default settings): {sum(d['status'] == 'optimal' for d in cells)} of {len(cells)} "
               f"(feature, k) cells proved optimal; median {statistics.median(seconds):.2f} s per k, "
               f"max {max(seconds):.2f} s, largest gap {max(d['gap'] for d in cells):.1e}")
+    else:
+        print("\nMiniLM activations: skipped (--minilm-sequences 0).")
 
     assert largest is not None
     default = OptimalSparseProbe.Params(time_limit=osp_limit)
@@ -254,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                        osp)
     compare_with_abess(largest, default, osp, f"paper settings, {largest.name}")
 
-    weak_task = synthetic_task(2000, args.neurons, STRONG, args.seed)
+    weak_task = synthetic_task(min(sizes) if args.smoke else 2000, args.neurons, STRONG, args.seed)
     n = len(weak_task.y_train)
     weak = OptimalSparseProbe.Params(gamma=100 / np.sqrt(n), scaling="standardize", time_limit=weak_limit)
     certificates = {k: s.details for k, s in OptimalSparseProbe(weak).select(
