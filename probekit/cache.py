@@ -40,6 +40,7 @@ from probekit.files import atomic_write_bytes, default_file_mode, describe_os_er
 #: version of the entry layout; part of every key, so entries of another version are never read
 FORMAT = 2
 DTYPE = np.dtype("<f4")
+CHUNK_BYTES = 16 << 20
 TAG_NAME = "CACHEDIR.TAG"
 TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
        "# This directory is a probekit activation cache; `probekit cache ls|du|rm --dir DIR` manages it.\n"
@@ -367,6 +368,7 @@ class _RowWriter:
     stays locked (``flock``) until it is renamed or discarded, so a cleaner can tell a live writer from a dead one."""
 
     def __init__(self, root: Path, shape: tuple[int, int]) -> None:
+        # mkstemp opens read-write: the checksum reads the values back through the same descriptor
         self.descriptor, name = tempfile.mkstemp(dir=root, prefix=PARTIAL_PREFIX, suffix=".npy")
         self.path: Path | None = Path(name)
         try:
@@ -392,9 +394,16 @@ class _RowWriter:
                 os.pwrite(self.descriptor, rows[start:stop].tobytes(), self.offset + int(index[start]) * self.row_bytes)
 
     def checksum(self) -> str:
+        """xxh3-128 of the values written (the same as :func:`array_checksum` of the finished entry), read back in
+        chunks: a memory map of the whole file would count every page of it in the process's resident memory."""
         os.fsync(self.descriptor)
-        assert self.path is not None
-        return array_checksum(np.load(self.path, mmap_mode="r", allow_pickle=False))
+        hasher = xxhash.xxh3_128()
+        position = self.offset
+        while position < self.size:
+            chunk = os.pread(self.descriptor, min(CHUNK_BYTES, self.size - position), position)
+            hasher.update(chunk)
+            position += len(chunk)
+        return hasher.hexdigest()
 
     def finish(self, destination: Path) -> None:
         assert self.path is not None
