@@ -141,3 +141,12 @@ def test_datasets_preview_counts_and_marks_probed_tokens(tmp_path: Path) -> None
     unknown = runner.invoke(app, ["datasets", "preview", "nope"])
     assert unknown.exit_code == 2 and unknown.stderr.startswith("error: unknown datasets 'nope'.")
     assert "run spec" not in bad.stderr + unknown.stderr and "--params" not in unknown.stderr
+
+
+def test_a_run_whose_every_feature_is_skipped_says_so(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC + "min_per_class: 100000\n")
+    result = runner.invoke(app, ["run", str(spec), "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0
+    assert "warning: no result rows: every feature was skipped" in result.stderr
+    assert "results in" not in result.stdout and "need 100000 of each" in result.stdout

@@ -272,11 +272,8 @@ class _Scanner:
             k = self._skip_spaces(j)
             if k < len(self.text) and self.text[k] == "{":
                 j = self._matching_brace(k) + 1
-            elif k < len(self.text) and self.text[k] == "[":
-                close = self.text.find("]", k)
-                if close < 0:
-                    return j
-                j = close + 1
+            elif (after := self._after_bracket(k)) is not None:
+                j = after
             else:
                 return j
 
@@ -288,14 +285,18 @@ class _Scanner:
         """Skip spaces and up to two optional arguments ``[...]``."""
         for _ in range(2):
             j = self._skip_spaces(i)
-            if j < len(self.text) and self.text[j] == "[":
-                close = self.text.find("]", j)
-                if close < 0:
-                    return i
-                i = close + 1
-            else:
-                return j
+            after = self._after_bracket(j)
+            if after is None:
+                return j if j >= len(self.text) or self.text[j] != "[" else i  # an unclosed '[' is left alone
+            i = after
         return self._skip_spaces(i)
+
+    def _after_bracket(self, j: int) -> int | None:
+        """The index after the ``]`` closing a ``[`` at ``j``; None when there is no bracket group at ``j``."""
+        if j >= len(self.text) or self.text[j] != "[":
+            return None
+        close = self.text.find("]", j)
+        return None if close < 0 else close + 1
 
     def _skip_spaces(self, i: int) -> int:
         while i < len(self.text) and self.text[i] in " \t\n":
