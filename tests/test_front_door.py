@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -26,9 +27,11 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 
 
 def test_make_targets_create_the_environment_then_run() -> None:
+    outside_make = {key: value for key, value in os.environ.items() if key not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     for target, command in (("quickstart", ".venv/bin/probekit run examples/quickstart.yaml"),
                             ("test", ".venv/bin/python -m pytest")):
-        plan = subprocess.run(["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, check=True)
+        plan = subprocess.run(["make", "--no-print-directory", "-n", "-B", target], cwd=ROOT, capture_output=True,
+                              text=True, check=True, env=outside_make)
         steps = plan.stdout.splitlines()
         assert steps[0] == "python3 -m venv .venv" and steps[1].startswith(".venv/bin/pip install --quiet torch==")
         assert '.venv/bin/pip install --quiet -e ".[dev]"' in steps and steps[-1] == command
