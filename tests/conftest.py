@@ -58,7 +58,7 @@ def bpe_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from probekit_plugins.datasets.text_sources import StdlibSource, read_documents
+    from probekit.api import StdlibSource, read_documents
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -72,7 +72,7 @@ def test_union_tags_do_not_appear_in_paths() -> None:
     text = VALID.replace("{max_sequences: 10}", "{source: {kind: jsonl, path: 3, colour: red}}")
     found = problems(text)
     assert any(p.startswith("line 6: datasets[0].params.source.path: Input should be a valid string") for p in found)
-    expected = "line 6: datasets[0].params.source.colour: unknown key. Known: field, kind, path."
+    expected = "line 6: datasets[0].params.source.colour: unknown key. Known: kind, path, text_field."
     assert any(p.startswith(expected) for p in found), found
     missing = problems(VALID.replace("{max_sequences: 10}", "{source: {kind: jsonl}}"))
     assert missing == ["line 6: datasets[0].params.source.path: Field required"]

@@ -10,18 +10,26 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
-from probekit.contracts import DatasetPlugin, PluginParams, ProbingDataset, SkippedFeature
-from probekit.errors import RunError
-from probekit_plugins.datasets.document_windows import assemble_windows, content_length, special_frame
-from probekit_plugins.datasets.negative_pools import sample_with_negative_pools
-from probekit_plugins.datasets.sampling import CandidateSites, FeatureDraw, PositiveFraction
-from probekit_plugins.datasets.span_alignment import (
+from probekit.api import (
+    CandidateSites,
+    DatasetPlugin,
+    FeatureDraw,
+    ProbingDataset,
+    RunError,
+    SamplingParams,
+    SkippedFeature,
+    StdlibSource,
+    TextSource,
     TokenizedDocument,
+    assemble_windows,
+    content_length,
+    read_documents,
+    sample_with_negative_pools,
+    special_frame,
     tokenize_documents,
     tokens_containing,
     visible_tokens,
 )
-from probekit_plugins.datasets.text_sources import StdlibSource, TextSource, read_documents
 
 #: the paper's 21 compound words (appendix B.2, table 2), each "X Y"
 PAPER_BIGRAMS = (
@@ -36,7 +44,7 @@ SEPARATOR = r"[^\S\n]*\n?[^\S\n]*"
 WORD = re.compile(r"\w+")
 
 
-class CompoundWordsParams(PluginParams):
+class CompoundWordsParams(SamplingParams):
     source: TextSource = Field(default_factory=StdlibSource, description="where the text comes from")
     bigrams: list[str] = Field(list(PAPER_BIGRAMS), min_length=1,
                                description="compound words, each two words 'X Y' (default: the paper's 21)")
@@ -44,11 +52,6 @@ class CompoundWordsParams(PluginParams):
     window_length: int = Field(24, ge=2, description="tokens per sequence, special tokens included; the window "
                                "ends at the probed token")
     max_documents: int | None = Field(None, ge=1, description="read at most this many documents of the source")
-    max_examples: int = Field(2000, ge=10, description="probe sites sampled per compound word")
-    positive_fraction: PositiveFraction = Field(
-        (0.2, 0.5), description="sampled positive share is the natural rate clipped to [low, high] (paper: 0.2)"
-    )
-    seed: int = Field(0, description="seed for document order and sampling")
 
     @field_validator("bigrams")
     @classmethod

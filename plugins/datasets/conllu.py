@@ -7,14 +7,12 @@ span when their forms spell it, otherwise they all share it. Empty nodes ("1.1")
 
 from __future__ import annotations
 
-import glob
-import gzip
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from probekit.errors import RunError
+from probekit.api import RunError, read_text, resolve_files
 
 FIELDS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
 FEATURE = re.compile(r"^[A-Za-z0-9\[\]]+=[A-Za-z0-9]+(,[A-Za-z0-9]+)*$")
@@ -54,16 +52,7 @@ class _Unit:
 
 def conllu_files(pattern: str) -> list[Path]:
     """A .conllu file, every .conllu / .conllu.gz file under a directory, or the files matching a glob."""
-    path = Path(pattern)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith((".conllu", ".conllu.gz")))
-    else:
-        files = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
-    if not files:
-        raise RunError(f"CoNLL-U source '{pattern}': no such file, or no .conllu files there")
-    return files
+    return resolve_files(pattern, (".conllu", ".conllu.gz"), what="CoNLL-U source")
 
 
 def read_conllu(path: Path) -> list[Document]:
@@ -169,14 +158,7 @@ def read_conllu_documents(pattern: str) -> Iterator[Document]:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
-            yield from enumerate(handle, start=1)
-    except UnicodeDecodeError as error:
-        raise RunError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-    except (OSError, EOFError) as error:
-        raise RunError(f"{path}: cannot read ({error})") from None
+    return enumerate(read_text(path).splitlines(), start=1)
 
 
 def _features(text: str, where: str) -> dict[str, tuple[str, ...]]:

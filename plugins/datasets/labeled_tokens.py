@@ -6,7 +6,6 @@ for a label when its character span overlaps a span with that label; every other
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,32 +13,34 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from probekit.contracts import DatasetPlugin, InputPath, PluginParams, ProbingDataset, SkippedFeature
-from probekit.errors import RunError
-from probekit_plugins.datasets.sampling import (
-    CandidateSites,
+from probekit.api import (
+    DatasetPlugin,
     FeatureDraw,
-    PositiveFraction,
+    InputPath,
+    PositiveShare,
+    ProbingDataset,
+    RunError,
+    SamplingParams,
+    SkippedFeature,
+    WindowParams,
     assemble_dataset,
+    content_length,
+    cut_windows,
+    jsonl_records,
     sample_balanced,
+    special_frame,
+    tokenize_documents,
+    window_sites,
 )
-from probekit_plugins.datasets.token_windows import token_windows
 
 
-class LabeledTokensParams(PluginParams):
+class LabeledTokensParams(WindowParams, SamplingParams):
     path: InputPath = Field(description="JSONL file: one text with labelled character spans per line")
     text_field: str = Field("text", description="field holding the text")
     spans_field: str = Field("spans", description="field holding the list of {start, end, label} spans")
     labels: list[str] | None = Field(None, description="labels to probe (default: every label found)")
-    sequence_length: int = Field(128, ge=8, description="tokens per sequence; longer texts are cut into windows")
-    max_sequences: int = Field(2000, ge=1, description="sequences at most")
-    skip_first: int = Field(0, ge=0, description="positions at the start of each sequence never probed")
-    max_examples: int = Field(2000, ge=10, description="tokens sampled per feature")
-    positive_fraction: PositiveFraction = Field(
-        (0.1, 0.5), description="sampled positive share is the natural rate clipped to [low, high]"
-    )
-    seed: int = Field(0, description="seed for sampling")
-
+    max_sequences: int = Field(2000, ge=1, description="sequences at most; longer texts are cut into windows")
+    positive_fraction: PositiveShare = (0.1, 0.5)
 
 
 @dataclass(frozen=True)
@@ -52,39 +53,29 @@ class Span:
 
 def read_labeled_spans(path: Path, text_field: str, spans_field: str) -> tuple[list[str], list[list[Span]]]:
     """Texts and their spans, validated (bounds, types) with file:line in every message."""
-    if not path.is_file():
-        raise RunError(f"labeled_tokens: no such file '{path}'")
     texts, spans = [], []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
+    for where, record in jsonl_records(path):
+        text = record.get(text_field)
+        if not isinstance(text, str):
+            raise RunError(f"{where}: no string field '{text_field}'")
+        raw = record.get(spans_field, [])
+        if not isinstance(raw, list):
+            raise RunError(f"{where}: '{spans_field}' must be a list of {{start, end, label}}")
+        own = []
+        for entry in raw:
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise RunError(f"{where}: not valid JSON ({error.msg})") from None
-            text = record.get(text_field) if isinstance(record, dict) else None
-            if not isinstance(text, str):
-                raise RunError(f"{where}: no string field '{text_field}'")
-            raw = record.get(spans_field, [])
-            if not isinstance(raw, list):
-                raise RunError(f"{where}: '{spans_field}' must be a list of {{start, end, label}}")
-            own = []
-            for entry in raw:
-                try:
-                    span = Span(int(entry["start"]), int(entry["end"]), str(entry["label"]), where)
-                except (KeyError, TypeError, ValueError):
-                    raise RunError(f"{where}: span {entry!r} needs integer 'start', 'end' and a 'label'") from None
-                if not 0 <= span.start < span.end <= len(text):
-                    raise RunError(f"{where}: span [{span.start}, {span.end}) '{span.label}' lies outside the text "
-                                   f"(length {len(text)})")
-                if not text[span.start : span.end].strip():
-                    raise RunError(f"{where}: span [{span.start}, {span.end}) '{span.label}' covers only whitespace, "
-                                   "so no token can carry it")
-                own.append(span)
-            texts.append(text)
-            spans.append(own)
+                span = Span(int(entry["start"]), int(entry["end"]), str(entry["label"]), where)
+            except (KeyError, TypeError, ValueError):
+                raise RunError(f"{where}: span {entry!r} needs integer 'start', 'end' and a 'label'") from None
+            if not 0 <= span.start < span.end <= len(text):
+                raise RunError(f"{where}: span [{span.start}, {span.end}) '{span.label}' lies outside the text "
+                               f"(length {len(text)})")
+            if not text[span.start : span.end].strip():
+                raise RunError(f"{where}: span [{span.start}, {span.end}) '{span.label}' covers only whitespace, "
+                               "so no token can carry it")
+            own.append(span)
+        texts.append(text)
+        spans.append(own)
     if not texts:
         raise RunError(f"labeled_tokens: '{path}' holds no text")
     if not any(spans):
@@ -104,18 +95,13 @@ class LabeledTokens(DatasetPlugin):
         texts, spans = read_labeled_spans(Path(p.path), p.text_field, p.spans_field)
         found = sorted({span.label for own in spans for span in own})
         labels = p.labels if p.labels is not None else found
-        windows = token_windows(tokenizer, texts, p.sequence_length, p.max_sequences)
-
-        sequence, position, token_labels = [], [], []
-        for index, window in enumerate(windows):
-            own = spans[window.document]
-            for pos in range(p.skip_first, len(window.input_ids)):
-                start, end = window.offsets[pos] + window.start_char
-                if window.special[pos] or end <= start:
-                    continue
-                sequence.append(index)
-                position.append(pos)
-                token_labels.append({s.label for s in own if s.start < end and start < s.end})
+        frame = special_frame(tokenizer)
+        windows = list(cut_windows(tokenize_documents(tokenizer, texts), content_length(tokenizer, frame,
+                                                                                     p.sequence_length),
+                                   p.max_sequences))
+        tokens = [window.tokens(frame, p.skip_first) for window in windows]
+        token_labels = [{s.label for s in spans[window.source] if s.start < end and start < s.end}
+                        for window, own in zip(windows, tokens) for start, end in window.document.offsets[own]]
         rng = np.random.default_rng(p.seed)
         draws, skipped = [], []
         for label in labels:
@@ -127,8 +113,5 @@ class LabeledTokens(DatasetPlugin):
             else:
                 picked = sample_balanced(is_positive, p.max_examples, p.positive_fraction, rng)
                 draws.append(FeatureDraw(label, picked, is_positive[picked]))
-        position_array = np.asarray(position, dtype=np.int64)
-        document = np.asarray([w.document for w in windows], dtype=np.int64)  # windows of a line: one group
-        sequence_array = np.asarray(sequence, dtype=np.int64)
-        candidates = CandidateSites(sequence_array, position_array, position_array + 1, document[sequence_array])
-        return assemble_dataset([w.input_ids for w in windows], candidates, draws, "token", skipped)
+        candidates = window_sites(windows, frame, tokens)  # windows of one line (text) are one group
+        return assemble_dataset([window.input_ids(frame) for window in windows], candidates, draws, "token", skipped)

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import glob
-import gzip
 import logging
 import random
 from collections.abc import Iterator
@@ -15,39 +13,47 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from probekit.contracts import DatasetPlugin, InputPath, PluginParams, ProbingDataset, SkippedFeature
-from probekit.errors import RunError
-from probekit_plugins.datasets.document_windows import content_length, special_frame
+from probekit.api import (
+    INSIDE,
+    OUTSIDE,
+    CandidateSites,
+    DatasetPlugin,
+    FeatureDraw,
+    InputPath,
+    ProbingDataset,
+    RunError,
+    SamplingParams,
+    SequenceLength,
+    SkippedFeature,
+    TokenizedDocument,
+    WindowParams,
+    assemble_dataset,
+    content_length,
+    cut_windows,
+    mask_labels,
+    read_text,
+    resolve_files,
+    sample_with_negative_pools,
+    special_frame,
+    tokenize_documents,
+    window_sites,
+)
 from probekit_plugins.datasets.latex_markup import LATEX_FEATURES, MIRRORS, LatexSyntaxError, latex_masks
-from probekit_plugins.datasets.negative_pools import sample_with_negative_pools
-from probekit_plugins.datasets.sampling import CandidateSites, FeatureDraw, PositiveFraction, assemble_dataset
-from probekit_plugins.datasets.span_alignment import INSIDE, OUTSIDE, mask_labels, tokenize_documents
 
 log = logging.getLogger("probekit.plugins.latex")  # under 'probekit': the CLI prints it as a warning line
 
 #: Debian's TeX Live documentation (texlive-science-doc, texlive-publishers-doc, ...): real .tex files, offline
 TEXLIVE_DOCS = "/usr/share/doc/texlive-doc/latex"
 
-LatexFeature = Literal[
-    "is_frac", "is_numerator", "is_denominator", "is_title", "is_abstract", "is_author", "is_subscript",
-    "is_superscript", "is_reference", "is_math", "is_inline_math", "is_display_math",
-]
+LatexFeature = Literal[LATEX_FEATURES]  # type: ignore[valid-type]
 
 
-class LatexParams(PluginParams):
+class LatexParams(WindowParams, SamplingParams):
     path: InputPath = Field(TEXLIVE_DOCS, description="a .tex / .tex.gz file, a directory searched recursively, or a "
                       "glob (default: Debian's TeX Live documentation)")
     features: list[LatexFeature] | None = Field(None, description="subset of the 12 features (default: all)")
-    sequence_length: int = Field(512, ge=8, description="tokens per sequence, special tokens included; each "
-                                 "document is cut into consecutive sequences")
+    sequence_length: SequenceLength = 512  # each document is cut into consecutive sequences
     max_sequences: int = Field(1000, ge=1, description="stop reading files once this many sequences are cut")
-    skip_first: int = Field(0, ge=0, description="positions at the start of each sequence never probed")
-    max_examples: int = Field(2000, ge=10, description="probe sites sampled per feature")
-    positive_fraction: PositiveFraction = Field(
-        (0.2, 0.5), description="sampled positive share is the natural rate clipped to [low, high] (paper: 0.25)"
-    )
-    seed: int = Field(0, description="seed for file order and sampling")
-
 
 
 class Latex(DatasetPlugin):
@@ -102,57 +108,40 @@ class LabelledTokens:
 
 def labelled_sequences(tokenizer: Any, p: LatexParams, features: list[str]) -> LabelledTokens:
     """Cut each usable .tex file into consecutive sequences of ``p.sequence_length`` tokens (until
-    ``p.max_sequences``) and label their tokens by the character masks of ``features``."""
+    ``p.max_sequences``) and label their tokens by the character masks of ``features``; a file is a group."""
     frame = special_frame(tokenizer)
-    content = content_length(tokenizer, frame, p.sequence_length)
-    sequences: list[np.ndarray] = []
-    sequence, position = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
-    source: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]  # the file of every candidate: its group
-    labels: dict[str, list[np.ndarray]] = {name: [np.zeros(0, dtype=np.int8)] for name in features}
     broken: list[str] = []
-    files = 0
-    for path, text in tex_documents(p.path, p.seed):
-        if len(sequences) == p.max_sequences:
-            break
-        try:
-            masks = latex_masks(text)
-        except LatexSyntaxError as error:
-            broken.append(f"{path}:{error.line}: {error.message}")
-            continue
-        files += 1
-        (document,) = tokenize_documents(tokenizer, [text])
-        token_labels = {name: mask_labels(document, masks[name]) for name in features}
-        for first in range(0, len(document), content):
-            if len(sequences) == p.max_sequences:
-                break
-            tokens = np.arange(first, min(first + content, len(document)))
-            tokens = tokens[document.probeable[tokens] & (len(frame.prefix) + tokens - first >= p.skip_first)]
-            sequence.append(np.full(len(tokens), len(sequences), dtype=np.int64))
-            source.append(np.full(len(tokens), files, dtype=np.int64))
-            position.append(len(frame.prefix) + tokens - first)
-            for name in features:
-                labels[name].append(token_labels[name][tokens])
-            sequences.append(frame.wrap(document.ids[first : first + content]))
-    positions = np.concatenate(position)
-    return LabelledTokens(sequences, CandidateSites(np.concatenate(sequence), positions, positions + 1,
-                                                    np.concatenate(source)),
-                          {name: np.concatenate(values) for name, values in labels.items()}, files, broken)
+    token_labels: list[dict[str, np.ndarray]] = []  # per usable file
+
+    def usable_documents() -> Iterator[TokenizedDocument]:
+        for path, text in tex_documents(p.path, p.seed):
+            try:
+                masks = latex_masks(text)
+            except LatexSyntaxError as error:
+                broken.append(f"{path}:{error.line}: {error.message}")
+                continue
+            (document,) = tokenize_documents(tokenizer, [text])
+            token_labels.append({name: mask_labels(document, masks[name]) for name in features})
+            yield document
+
+    windows = list(cut_windows(usable_documents(), content_length(tokenizer, frame, p.sequence_length),
+                               p.max_sequences))
+    tokens = [window.tokens(frame, p.skip_first) for window in windows]
+    labels = {name: np.concatenate([token_labels[w.source][name][t] for w, t in zip(windows, tokens)]
+                                   or [np.zeros(0, dtype=np.int8)]) for name in features}
+    return LabelledTokens([window.input_ids(frame) for window in windows], window_sites(windows, frame, tokens),
+                          labels, len(token_labels), broken)
 
 
 def tex_files(pattern: str) -> list[Path]:
     """A .tex(.gz) file, every .tex / .tex.gz file under a directory, or the files matching a glob."""
-    path = Path(pattern)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(f for f in path.rglob("*") if f.is_file() and f.name.endswith((".tex", ".tex.gz")))
-    else:
-        files = sorted(Path(f) for f in glob.glob(pattern, recursive=True) if Path(f).is_file())
-    if not files:
-        hint = (" (install Debian's TeX Live documentation: apt-get install texlive-science-doc)"
-                if pattern == TEXLIVE_DOCS else "")
-        raise RunError(f"latex source '{pattern}': no .tex or .tex.gz files{hint}")
-    return files
+    try:
+        return resolve_files(pattern, (".tex", ".tex.gz"), what="latex source")
+    except RunError:
+        if pattern != TEXLIVE_DOCS:
+            raise
+        raise RunError(f"latex source '{pattern}': no .tex or .tex.gz files (install Debian's TeX Live documentation: "
+                       "apt-get install texlive-science-doc)") from None
 
 
 def tex_documents(pattern: str, seed: int) -> Iterator[tuple[Path, str]]:
@@ -161,15 +150,6 @@ def tex_documents(pattern: str, seed: int) -> Iterator[tuple[Path, str]]:
     files = tex_files(pattern)
     random.Random(seed).shuffle(files)
     for path in files:
-        opener = gzip.open if path.name.endswith(".gz") else open
-        try:
-            with opener(path, "rb") as handle:  # type: ignore[operator]
-                raw = handle.read()
-        except (OSError, EOFError) as error:
-            raise RunError(f"{path}: cannot read ({error})") from None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = raw.decode("latin-1")
+        text = read_text(path, fallback="latin-1")
         if text.strip():
             yield path, text

@@ -10,13 +10,27 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
-from probekit.contracts import DatasetPlugin, InputPath, PluginParams, ProbingDataset, SkippedFeature
-from probekit.errors import RunError
-from probekit_plugins.datasets.document_windows import assemble_windows, content_length, special_frame
+from probekit.api import (
+    CandidateSites,
+    DatasetPlugin,
+    FeatureDraw,
+    InputPath,
+    PositiveShare,
+    ProbingDataset,
+    RunError,
+    SamplingParams,
+    SkippedFeature,
+    TextSource,
+    TokenizedDocument,
+    assemble_windows,
+    content_length,
+    read_documents,
+    sample_balanced,
+    special_frame,
+    tokenize_documents,
+    tokens_overlapping,
+)
 from probekit_plugins.datasets.people_table import NameFinder, Person, read_people, surname_span
-from probekit_plugins.datasets.sampling import CandidateSites, FeatureDraw, PositiveFraction, sample_balanced
-from probekit_plugins.datasets.span_alignment import TokenizedDocument, tokenize_documents, tokens_overlapping
-from probekit_plugins.datasets.text_sources import TextSource, read_documents
 
 #: neutral contexts that end with the name (the window ends at the name anyway)
 DEFAULT_TEMPLATES = (
@@ -29,7 +43,7 @@ DEFAULT_TEMPLATES = (
 )
 
 
-class PeopleParams(PluginParams):
+class PeopleParams(SamplingParams):
     table: InputPath = Field(description="a .csv or .jsonl table: a name column and property columns (an empty cell is "
                        "unknown)")
     name_column: str = Field("name", description="the column holding each person's full name")
@@ -48,11 +62,7 @@ class PeopleParams(PluginParams):
     max_values: int = Field(30, ge=2, description="columns with more distinct values are not categorical and are "
                             "skipped")
     min_count: int = Field(10, ge=1, description="examples a value needs (positive and negative) to be a feature")
-    max_examples: int = Field(2000, ge=10, description="probe sites sampled per feature")
-    positive_fraction: PositiveFraction = Field(
-        (0.1, 0.5), description="sampled positive share is the natural rate clipped to [low, high]"
-    )
-    seed: int = Field(0, description="seed for document order, template choice and sampling")
+    positive_fraction: PositiveShare = (0.1, 0.5)
 
     @field_validator("templates")
     @classmethod

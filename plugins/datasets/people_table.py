@@ -7,14 +7,12 @@ Wikidata entities sharing a name).
 
 from __future__ import annotations
 
-import csv
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from probekit.errors import RunError
+from probekit.api import RunError, records
 
 #: words after a surname that are not the surname
 NAME_SUFFIXES = {"jr", "sr", "ii", "iii", "iv"}
@@ -45,12 +43,9 @@ def read_people(path: str, name_column: str, columns: list[str] | None) -> tuple
     file = Path(path)
     if not file.is_file():
         raise RunError(f"people table '{path}': no such file")
-    if file.suffix.lower() == ".jsonl":
-        rows = list(_jsonl_rows(file))
-    elif file.suffix.lower() == ".csv":
-        rows = list(_csv_rows(file))
-    else:
+    if file.suffix.lower() not in (".csv", ".jsonl"):
         raise RunError(f"{path}: a people table must be a .csv or .jsonl file")
+    rows = list(records(file))
     if not rows:
         raise RunError(f"{path}: no rows")
     present = list(dict.fromkeys(key for _, row in rows for key in row))
@@ -62,10 +57,13 @@ def read_people(path: str, name_column: str, columns: list[str] | None) -> tuple
         raise RunError(f"{path}: no column(s) {', '.join(missing)} (columns: {', '.join(present)})")
 
     people: dict[str, Person] = {}
-    for line, row in rows:
+    for origin, row in rows:
+        for key, value in row.items():
+            if isinstance(value, (dict, list)):
+                raise RunError(f"{origin}: '{key}' must be a string, number, boolean or null")
         name = " ".join(str(row.get(name_column) or "").split())
         if not WORD.search(name):
-            raise RunError(f"{path}:{line}: empty '{name_column}'")
+            raise RunError(f"{origin}: empty '{name_column}'")
         known = {c: _cell(row.get(c)) for c in properties}
         person = Person(name, {c: v for c, v in known.items() if v})
         kept = people.get(name)
@@ -80,43 +78,6 @@ def _cell(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return " ".join(str(value).split())
-
-
-def _csv_rows(file: Path) -> Iterator[tuple[int, dict[str, object]]]:
-    try:
-        with file.open(encoding="utf-8", newline="") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if header is None:
-                return
-            header = [h.strip() for h in header]
-            for fields in reader:
-                if not any(f.strip() for f in fields):
-                    continue
-                if len(fields) != len(header):
-                    raise RunError(f"{file}:{reader.line_num}: {len(fields)} fields, the header has {len(header)}")
-                yield reader.line_num, dict(zip(header, fields))
-    except UnicodeDecodeError as error:
-        raise RunError(f"{file}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-    except csv.Error as error:
-        raise RunError(f"{file}: malformed CSV ({error})") from None
-
-
-def _jsonl_rows(file: Path) -> Iterator[tuple[int, dict[str, object]]]:
-    with file.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise RunError(f"{file}:{number}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise RunError(f"{file}:{number}: expected a JSON object")
-            for key, value in record.items():
-                if isinstance(value, (dict, list)):
-                    raise RunError(f"{file}:{number}: '{key}' must be a string, number, boolean or null")
-            yield number, record
 
 
 class NameFinder:

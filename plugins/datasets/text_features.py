@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
-from probekit.contracts import DatasetPlugin, PluginParams, ProbingDataset, SkippedFeature
-from probekit.errors import RunError
-from probekit_plugins.datasets.sampling import (
-    CandidateSites,
+from probekit.api import (
+    DatasetPlugin,
     FeatureDraw,
-    PositiveFraction,
+    ProbingDataset,
+    RunError,
+    SamplingParams,
+    SkipFirst,
+    SkippedFeature,
+    StdlibSource,
+    TextSource,
+    TokenizedDocument,
+    WindowParams,
     assemble_dataset,
+    content_length,
+    cut_windows,
+    read_documents,
     sample_balanced,
+    special_frame,
+    tokenize_documents,
+    window_sites,
 )
-from probekit_plugins.datasets.text_sources import StdlibSource, TextSource, read_documents
-from probekit_plugins.datasets.token_windows import TextWindow, token_windows
 
 
 def _core(token: str) -> str:
@@ -41,37 +51,18 @@ TEXT_FEATURES: dict[str, Callable[[str], bool]] = {
     "contains_digit": lambda s: any(c.isdigit() for c in s),
 }
 
-FeatureName = Literal[
-    "leading_capital",
-    "no_leading_space_and_loweralpha",
-    "all_digits",
-    "is_not_ascii",
-    "has_leading_space",
-    "contains_all_whitespace",
-    "all_capitals",
-    "is_not_alphanumeric",
-    "contains_whitespace",
-    "contains_capital",
-    "contains_digit",
-]
+FeatureName = Literal[tuple(TEXT_FEATURES)]  # type: ignore[valid-type]
 
 
-class TextFeaturesParams(PluginParams):
+class TextFeaturesParams(WindowParams, SamplingParams):
     source: TextSource = Field(default_factory=StdlibSource, description="where the text comes from")
     features: list[FeatureName] | None = Field(None, description="subset of the 11 features (default: all)")
-    sequence_length: int = Field(128, ge=8, description="tokens per sequence, special tokens included")
     max_sequences: int = Field(400, ge=1, description="number of sequences cut from the source")
     windows_per_document: int | None = Field(
         4, ge=1, description="sequences cut from one document at most (its first ones), so they come from many "
         "documents: the split keeps each document on one side; null: as many as fit")
-    max_examples: int = Field(2000, ge=10, description="probe sites sampled per feature")
-    skip_first: int = Field(10, ge=0, description="positions at the start of each sequence never probed")
+    skip_first: SkipFirst = 10
     min_positive_rate: float = Field(0.05, ge=0, lt=1, description="skip features rarer than this among tokens")
-    positive_fraction: PositiveFraction = Field(
-        (0.2, 0.5), description="sampled positive share is the natural rate clipped to [low, high]"
-    )
-    seed: int = Field(0, description="seed for document order and sampling")
-
 
 
 class TextFeatures(DatasetPlugin):
@@ -82,16 +73,22 @@ class TextFeatures(DatasetPlugin):
 
     def build(self, tokenizer: Any) -> ProbingDataset:
         p = self.params
-        documents = read_documents(p.source, p.seed)
-        windows = token_windows(tokenizer, documents, p.sequence_length, p.max_sequences, p.windows_per_document)
+        frame = special_frame(tokenizer)
+        content = content_length(tokenizer, frame, p.sequence_length)
+        windows = list(cut_windows(_tokenized(tokenizer, read_documents(p.source, p.seed)), content, p.max_sequences,
+                                   p.windows_per_document))
         if not windows:
             raise RunError("text_features: the text source yielded no text")
-        sequence, position, raw, strings = eligible_tokens(windows, tokenizer, p.skip_first)
-        if len(sequence) == 0:
+        tokens = [window.tokens(frame, p.skip_first) for window in windows]
+        raw = [window.document.text[start:end] for window, own in zip(windows, tokens)
+               for start, end in window.document.offsets[own]]
+        if not raw:
             raise RunError(
                 f"text_features: no token lies past the first {p.skip_first} positions; lower skip_first or "
                 "use longer sequences"
             )
+        normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
+        strings = [model_view(text, normalizer) for text in raw]
 
         rng = np.random.default_rng(p.seed)
         draws: list[FeatureDraw] = []
@@ -110,33 +107,14 @@ class TextFeatures(DatasetPlugin):
                 continue
             picked = sample_balanced(is_positive, p.max_examples, p.positive_fraction, rng)
             draws.append(FeatureDraw(name, picked, is_positive[picked]))
-
-        document = np.asarray([w.document for w in windows], dtype=np.int64)  # windows of a document: one group
-        candidates = CandidateSites(sequence, position, position + 1, document[sequence])
-        return assemble_dataset([w.input_ids for w in windows], candidates, draws, "token", skipped)
+        candidates = window_sites(windows, frame, tokens)  # each window's document is its group
+        return assemble_dataset([window.input_ids(frame) for window in windows], candidates, draws, "token", skipped)
 
 
-def eligible_tokens(
-    windows: list[TextWindow], tokenizer: Any, skip_first: int
-) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """(sequence, position, raw string, model-view string) of every non-special token at position >= ``skip_first``.
-
-    The token string is the token's own span of the window text, passed through the tokenizer's normaliser
-    (lower-casing and accent stripping for uncased models), so each feature means what the model can see.
-    """
-    normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
-    sequence, position, raw, strings = [], [], [], []
-    for index, window in enumerate(windows):
-        for pos in range(skip_first, len(window.input_ids)):
-            start, end = window.offsets[pos]
-            if window.special[pos] or end <= start:
-                continue
-            text = window.text[start:end]
-            sequence.append(index)
-            position.append(pos)
-            raw.append(text)
-            strings.append(model_view(text, normalizer))
-    return np.asarray(sequence, dtype=np.int64), np.asarray(position, dtype=np.int64), raw, strings
+def _tokenized(tokenizer: Any, texts: Iterator[str]) -> Iterator[TokenizedDocument]:
+    """Each text tokenised as it is needed (the source is read only as far as the windows reach)."""
+    for text in texts:
+        yield from tokenize_documents(tokenizer, [text])
 
 
 def model_view(text: str, normalizer: Any) -> str:

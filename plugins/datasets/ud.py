@@ -10,23 +10,32 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from probekit.contracts import DatasetPlugin, InputPath, PluginParams, ProbingDataset, SkippedFeature
-from probekit.errors import RunError
-from probekit_plugins.datasets.conllu import Document, read_conllu_documents
-from probekit_plugins.datasets.document_windows import SpecialFrame, content_length, special_frame
-from probekit_plugins.datasets.sampling import (
+from probekit.api import (
     CandidateSites,
+    DatasetPlugin,
     FeatureDraw,
-    PositiveFraction,
+    InputPath,
+    ProbingDataset,
+    RunError,
+    SamplingParams,
+    SequenceLength,
+    SkippedFeature,
+    SpecialFrame,
+    TokenizedDocument,
+    WindowParams,
     assemble_dataset,
+    content_length,
+    first_overlapping,
     sample_balanced,
+    special_frame,
+    tokenize_documents,
 )
-from probekit_plugins.datasets.span_alignment import TokenizedDocument, first_overlapping, tokenize_documents
+from probekit_plugins.datasets.conllu import Document, read_conllu_documents
 
 Group = Literal["upos", "dep", "morph"]
 
 
-class UDParams(PluginParams):
+class UDParams(WindowParams, SamplingParams):
     path: InputPath = Field(description="a .conllu(.gz) file, a directory of them, or a glob (e.g. UD English-EWT)")
     features: list[Group] = Field(["upos", "dep", "morph"], min_length=1,
                                   description="feature groups: upos (upos_NOUN), dep (dep_nsubj), morph (Tense_Past)")
@@ -35,16 +44,9 @@ class UDParams(PluginParams):
         "word_class", description="negatives of a morphology feature: tokens of the word classes (UPOS) that carry "
         "the feature at all (Tense_Past vs other verbs and auxiliaries), tokens with another value of the same "
         "feature, or any token")
-    sequence_length: int = Field(512, ge=8, description="tokens per sequence, special tokens included; whole "
-                                 "sentences of one document are packed up to this length")
+    sequence_length: SequenceLength = 512  # whole sentences of one document are packed up to this length
     max_sequences: int | None = Field(None, ge=1, description="use at most this many sequences")
-    skip_first: int = Field(0, ge=0, description="positions at the start of each sequence never probed")
     min_count: int = Field(20, ge=1, description="tokens a label needs (positives and negatives) to be a feature")
-    max_examples: int = Field(2000, ge=10, description="probe sites sampled per feature")
-    positive_fraction: PositiveFraction = Field(
-        (0.2, 0.5), description="sampled positive share is the natural rate clipped to [low, high] (paper: 0.2)"
-    )
-    seed: int = Field(0, description="seed for sampling")
 
 
 

@@ -16,17 +16,22 @@ from pydantic import Field
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
-from probekit.contracts import NeuronWeights, PluginParams
-from probekit.errors import RunError
-from probekit.tracing import NNsightAdapter
-from probekit_plugins.hub import hub_endpoint, hub_problem, unreachable_error
+from probekit.api import (
+    NeuronWeights,
+    NNsightAdapter,
+    PluginParams,
+    RunError,
+    hub_endpoint,
+    hub_problem,
+    unreachable_error,
+)
 from probekit_plugins.models.architectures import ARCHITECTURES, Architecture, layer_count, mlp_width
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 Dtype = Literal["float32", "bfloat16", "float16"]
 Device = Literal["cpu", "cuda", "auto"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("probekit.plugins.huggingface")  # under "probekit": the CLI shows it as a warning
 
 
 class HuggingFaceParams(PluginParams):

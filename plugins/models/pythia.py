@@ -6,8 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from probekit.contracts import PluginParams
-from probekit.errors import RunError
+from probekit.api import PluginParams, RunError
 from probekit_plugins.models.huggingface import Device, Dtype, HuggingFaceModel, HuggingFaceParams
 
 #: the suite's sizes; each also exists as '<size>-deduped' (trained on the deduplicated Pile)

@@ -10,8 +10,7 @@ from pydantic import Field, PositiveInt
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from probekit.contracts import PluginParams, Selection, Selector
-from probekit.probing import mean_difference
+from probekit.api import PluginParams, Selection, Selector, mean_difference
 from probekit_plugins.selectors.l1_logistic import rank_by_coefficient
 
 #: the reference sweep's small ks; above them it halves from the start (make_k_list of Gurnee et al.'s scripts)

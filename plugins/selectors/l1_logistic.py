@@ -11,8 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.class_weight import compute_sample_weight
 
-from probekit.contracts import PluginParams, Selection, Selector
-from probekit.probing import mean_difference
+from probekit.api import PluginParams, Selection, Selector, mean_difference
 
 
 class L1LogisticParams(PluginParams):

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-from probekit.contracts import PluginParams, Selection, Selector
-from probekit.probing import mean_difference, top_k
+from probekit.api import PluginParams, RankingSelector, mean_difference
 
 
-class MeanDifference(Selector):
+class MeanDifference(RankingSelector):
     """Top-k neurons by |mean(x | y=1) - mean(x | y=0)| on the training split (the paper's MMD)."""
 
     Params = PluginParams
 
-    def select(self, X_train: np.ndarray, y_train: np.ndarray, ks: Sequence[int]) -> dict[int, Selection]:
-        scores = mean_difference(X_train, y_train)
-        return {k: Selection(top_k(scores, k), scores[top_k(scores, k)]) for k in ks}
+    def score(self, X_train: np.ndarray, y_train: np.ndarray) -> np.ndarray:
+        return mean_difference(X_train, y_train)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 from sklearn.feature_selection import mutual_info_classif
 
-from probekit.contracts import PluginParams, Selection, Selector
-from probekit.probing import top_k
+from probekit.api import PluginParams, RankingSelector
 from probekit_plugins.selectors.knn_mutual_info import mutual_info_knn
 
 
@@ -22,17 +20,14 @@ class MutualInfoParams(PluginParams):
                                   "mutual_info_classif itself")
 
 
-class MutualInformation(Selector):
+class MutualInformation(RankingSelector):
     """Top-k neurons by estimated mutual information with the label (Ross 2014 k-NN estimator)."""
 
     Params = MutualInfoParams
     params: MutualInfoParams
 
-    def select(self, X_train: np.ndarray, y_train: np.ndarray, ks: Sequence[int]) -> dict[int, Selection]:
-        y = np.asarray(y_train, dtype=bool)
+    def score(self, X_train: np.ndarray, y_train: np.ndarray) -> np.ndarray:
         if self.params.implementation == "sklearn":
-            scores = mutual_info_classif(X_train, y, discrete_features=False, n_neighbors=self.params.n_neighbors,
-                                         random_state=self.params.seed)
-        else:
-            scores = mutual_info_knn(X_train, y, self.params.n_neighbors, self.params.seed)
-        return {k: Selection(top_k(scores, k), scores[top_k(scores, k)]) for k in ks}
+            return mutual_info_classif(X_train, y_train, discrete_features=False, n_neighbors=self.params.n_neighbors,
+                                       random_state=self.params.seed)
+        return mutual_info_knn(X_train, y_train, self.params.n_neighbors, self.params.seed)

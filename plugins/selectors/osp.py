@@ -9,9 +9,7 @@ import numpy as np
 from pydantic import Field
 from sklearn.utils.class_weight import compute_sample_weight
 
-from probekit.contracts import PluginParams, Selection, Selector
-from probekit.errors import RunError
-from probekit.probing import mean_difference, top_k
+from probekit.api import PluginParams, RunError, Selection, Selector, mean_difference, top_k
 from probekit_plugins.selectors.outer_approximation import SparseSVM
 
 

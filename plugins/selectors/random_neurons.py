@@ -8,9 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import Field
 
-from probekit.contracts import PluginParams, Selection, Selector
-from probekit.errors import RunError
-from probekit.probing import mean_difference, top_k
+from probekit.api import PluginParams, RunError, Selection, Selector, mean_difference, top_k
 
 
 class RandomParams(PluginParams):

@@ -19,7 +19,7 @@ import pytest
 from fault_tools import PROBEKIT, can_unshare
 
 from probekit.errors import RunError
-from probekit_plugins.hub import hub_timeout
+from probekit.hub import hub_timeout
 
 pytestmark = pytest.mark.slow  # real processes, each run a few seconds
 

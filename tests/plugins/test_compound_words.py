@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from probekit.api import tokenize_documents
 from probekit.errors import RunError
 from probekit_plugins.datasets.compound_words import PAPER_BIGRAMS, CompoundWords, SiteIndex, bigram_sites
-from probekit_plugins.datasets.span_alignment import tokenize_documents
 
 FILLER = ("the report says that", "we heard about", "nobody expected", "in the new budget", "a long talk on",
           "her letter mentions", "they voted for", "the committee studied")
@@ -175,7 +175,7 @@ def test_variants_of_the_compound_are_never_negatives(bpe_tokenizer) -> None:
 @pytest.mark.slow
 def test_the_example_has_no_variant_among_its_negatives(minilm) -> None:
     """On the standard library (examples/compound_words.yaml) 'keyword arguments' and 'command-line' were negatives."""
-    from probekit_plugins.datasets.text_sources import StdlibSource, read_documents
+    from probekit.api import StdlibSource, read_documents
 
     texts = [text for text in read_documents(StdlibSource(), 0) if "keyword" in text.lower()]
     documents = tokenize_documents(minilm.tokenizer, texts)

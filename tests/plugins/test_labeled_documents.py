@@ -105,7 +105,7 @@ def test_a_label_far_below_its_request_is_reported(minilm, table: Path, caplog) 
                     reason="the example's corpora (bash .ci/example-data) are not installed")
 def test_a_mixture_gives_each_module_to_one_label_only() -> None:
     """data_subset: python_docstrings and python_code read the same stdlib modules (96 of 100 documents)."""
-    from probekit_plugins.datasets.labeled_sources import documents_by_label
+    from probekit.api import documents_by_label
 
     grouped = documents_by_label(DataSubset.Params().source, 100, seed=0)
     code = "\n".join(document.text for document in grouped["python_code"])

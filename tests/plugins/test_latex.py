@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from probekit.api import TokenizedDocument, core_spans, mask_labels
 from probekit.errors import RunError
 from probekit_plugins.datasets import latex as latex_module
 from probekit_plugins.datasets.latex import Latex
 from probekit_plugins.datasets.latex_markup import LATEX_FEATURES, LatexSyntaxError, latex_masks
-from probekit_plugins.datasets.span_alignment import TokenizedDocument, core_spans, mask_labels
 
 FIXTURE = Path(__file__).parent / "fixtures" / "paper.tex"
 
@@ -191,7 +191,7 @@ def test_missing_source_names_the_debian_package(bpe_tokenizer, tmp_path: Path, 
     monkeypatch.setattr(latex_module, "TEXLIVE_DOCS", missing)
     with pytest.raises(RunError, match=re.escape("apt-get install texlive-science-doc")):
         build(bpe_tokenizer, Path(missing))
-    with pytest.raises(RunError, match="no .tex or .tex.gz files$"):
+    with pytest.raises(RunError, match=r"no such file, directory or matching files \(\.tex, \.tex\.gz\)$"):
         build(bpe_tokenizer, tmp_path / "elsewhere")
 
 

@@ -174,7 +174,7 @@ def test_malformed_conllu_names_file_and_line(content: str, message: str, tmp_pa
 
 
 def test_missing_source(bpe_tokenizer, tmp_path: Path) -> None:
-    with pytest.raises(RunError, match="no such file, or no .conllu files"):
+    with pytest.raises(RunError, match=r"no such file, directory or matching files \(\.conllu, \.conllu\.gz\)"):
         build(bpe_tokenizer, tmp_path / "nothing-here")
 
 

@@ -6,14 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from probekit.api import FilesSource, JsonlSource, StdlibSource, read_documents
+from probekit.datasets.sources import docstrings_and_comments
 from probekit.errors import RunError
-from probekit_plugins.datasets.text_sources import (
-    FilesSource,
-    JsonlSource,
-    StdlibSource,
-    docstrings_and_comments,
-    read_documents,
-)
 
 
 def test_jsonl_reports_file_and_line(tmp_path: Path) -> None:
@@ -66,10 +61,11 @@ def test_hub_text_source(monkeypatch) -> None:
     import sys
     import types
 
-    from probekit_plugins.datasets.text_sources import HubTextSource
+    from probekit.api import HubSource
 
-    source = HubTextSource(kind="hub", dataset="someone/pile", field="content")
-    monkeypatch.setattr("probekit_plugins.datasets.text_sources.hub_problem", lambda *args: None)  # the hub answers
+    source = HubSource(kind="hub", dataset="someone/pile", field="content")  # 'field': the older name
+    assert source.text_field == "content"
+    monkeypatch.setattr("probekit.datasets.sources.hub_problem", lambda *args: None)  # the hub answers
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(
         load_dataset=lambda *a, **k: [{"content": "first"}, {"content": "  "}, {"content": "second"}]))
     assert list(read_documents(source, seed=0)) == ["first", "second"]

@@ -11,16 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from probekit.api import GnomeHelpSource, HubSource, MixtureSource, SystemFilesSource, TableSource, documents_by_label
+from probekit.datasets.sources import mallard_paragraphs
 from probekit.errors import RunError
-from probekit_plugins.datasets.labeled_sources import (
-    GnomeHelpSource,
-    HubSource,
-    MixtureSource,
-    TableSource,
-    documents_by_label,
-    mallard_paragraphs,
-)
-from probekit_plugins.datasets.text_sources import SystemFilesSource
 
 ROWS = [{"text": f"document {i}", "label": "even" if i % 2 == 0 else "odd"} for i in range(10)]
 
@@ -97,7 +90,7 @@ def test_mixture_labels_each_part_and_names_missing_packages(tmp_path: Path) -> 
 
 def test_hub_source_explains_what_to_do_offline(monkeypatch) -> None:
     source = HubSource(kind="hub", dataset="someone/europarl")
-    monkeypatch.setattr("probekit_plugins.datasets.text_sources.hub_problem", lambda *args: None)  # the hub answers
+    monkeypatch.setattr("probekit.datasets.sources.hub_problem", lambda *args: None)  # the hub answers
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(RunError, match=r"pip install 'probekit\[hub\]'"):
         documents_by_label(source, 5, 0)

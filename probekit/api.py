@@ -1,0 +1,122 @@
+"""The public surface for plugin authors: everything a dataset, selector or model adapter needs, and nothing else.
+
+Import from here (``from probekit.api import DatasetPlugin, sample_balanced, ...``); every other module of probekit
+is private and may change without notice. The built-in plugins import only from here, as a third party would.
+``docs/api-reference.md`` lists every name with its summary (``python -m probekit.api_reference`` writes it).
+"""
+
+from __future__ import annotations
+
+from probekit.contracts import (
+    AblationResult,
+    Aggregation,
+    BatchSites,
+    DatasetPlugin,
+    Feature,
+    InputPath,
+    ModelAdapter,
+    NeuronWeights,
+    Plugin,
+    PluginParams,
+    ProbeSites,
+    ProbingDataset,
+    Selection,
+    Selector,
+    SkippedFeature,
+    TokenBatch,
+    dataset_problems,
+)
+from probekit.datasets.alignment import (
+    INSIDE,
+    OUTSIDE,
+    STRADDLES,
+    TokenizedDocument,
+    core_spans,
+    first_overlapping,
+    mask_labels,
+    tokenize_documents,
+    tokens_containing,
+    tokens_overlapping,
+    visible_tokens,
+    whitespace_mask,
+)
+from probekit.datasets.files import csv_records, jsonl_records, read_text, records, resolve_files, table_columns
+from probekit.datasets.params import (
+    MaxExamples,
+    PositiveShare,
+    SamplingParams,
+    Seed,
+    SequenceLength,
+    SkipFirst,
+    WindowParams,
+)
+from probekit.datasets.sampling import (
+    CandidateSites,
+    FeatureDraw,
+    PositiveFraction,
+    assemble_dataset,
+    sample_balanced,
+    sample_with_negative_pools,
+)
+from probekit.datasets.sources import (
+    FilesSource,
+    GnomeHelpSource,
+    HubSource,
+    JsonlSource,
+    LabeledDocument,
+    LabeledSource,
+    MixtureSource,
+    PythonCodeSource,
+    StdlibSource,
+    SystemFilesSource,
+    TableSource,
+    TextSource,
+    documents_by_label,
+    read_documents,
+    read_sourced_documents,
+)
+from probekit.datasets.windows import (
+    SpecialFrame,
+    Window,
+    assemble_windows,
+    content_length,
+    cut_windows,
+    special_frame,
+    window_sites,
+)
+from probekit.errors import PluginError, ProbekitError, RunError, SpecError
+from probekit.hub import hub_endpoint, hub_problem, unreachable_error
+from probekit.probing import mean_difference, top_k
+from probekit.ranking import RankingSelector
+from probekit.sites import reduce_to_sites
+from probekit.tracing import NNsightAdapter
+
+#: version of the plugin contracts; a plugin may declare the version it was written for as ``api_version``
+API_VERSION = 1
+
+__all__ = [
+    "API_VERSION",
+    # contracts
+    "AblationResult", "Aggregation", "BatchSites", "DatasetPlugin", "Feature", "InputPath", "ModelAdapter",
+    "NeuronWeights", "Plugin", "PluginParams", "ProbeSites", "ProbingDataset", "Selection", "Selector",
+    "SkippedFeature", "TokenBatch", "dataset_problems",
+    # errors
+    "PluginError", "ProbekitError", "RunError", "SpecError",
+    # datasets: shared params
+    "MaxExamples", "PositiveFraction", "PositiveShare", "SamplingParams", "Seed", "SequenceLength", "SkipFirst",
+    "WindowParams",
+    # datasets: sources and files
+    "FilesSource", "GnomeHelpSource", "HubSource", "JsonlSource", "LabeledDocument", "LabeledSource", "MixtureSource",
+    "PythonCodeSource", "StdlibSource", "SystemFilesSource", "TableSource", "TextSource", "csv_records",
+    "documents_by_label", "jsonl_records", "read_documents", "read_sourced_documents", "read_text", "records",
+    "resolve_files", "table_columns",
+    # datasets: tokens, windows, sampling
+    "INSIDE", "OUTSIDE", "STRADDLES", "TokenizedDocument", "core_spans", "first_overlapping", "mask_labels",
+    "tokenize_documents", "tokens_containing", "tokens_overlapping", "visible_tokens", "whitespace_mask",
+    "SpecialFrame", "Window", "assemble_windows", "content_length", "cut_windows", "special_frame", "window_sites",
+    "CandidateSites", "FeatureDraw", "assemble_dataset", "sample_balanced", "sample_with_negative_pools",
+    # selectors
+    "RankingSelector", "mean_difference", "top_k",
+    # model adapters
+    "NNsightAdapter", "hub_endpoint", "hub_problem", "reduce_to_sites", "unreachable_error",
+]
