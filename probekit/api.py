@@ -35,6 +35,7 @@ from probekit.datasets.alignment import (
     first_overlapping,
     mask_labels,
     tokenize_documents,
+    tokenize_lazily,
     tokens_containing,
     tokens_overlapping,
     visible_tokens,
@@ -112,7 +113,8 @@ __all__ = [
     "resolve_files", "table_columns",
     # datasets: tokens, windows, sampling
     "INSIDE", "OUTSIDE", "STRADDLES", "TokenizedDocument", "core_spans", "first_overlapping", "mask_labels",
-    "tokenize_documents", "tokens_containing", "tokens_overlapping", "visible_tokens", "whitespace_mask",
+    "tokenize_documents", "tokenize_lazily", "tokens_containing", "tokens_overlapping", "visible_tokens",
+    "whitespace_mask",
     "SpecialFrame", "Window", "assemble_windows", "content_length", "cut_windows", "special_frame", "window_sites",
     "CandidateSites", "FeatureDraw", "assemble_dataset", "sample_balanced", "sample_with_negative_pools",
     # selectors

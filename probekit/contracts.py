@@ -17,7 +17,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 
 Aggregation = Literal["token", "mean", "max", "last"]
 
@@ -39,7 +39,8 @@ def _resolve_input_path(value: str, info: ValidationInfo) -> str:
 #: A file, directory or glob a plugin reads. In a run spec a relative path is resolved from the spec file's
 #: directory (so a spec and its data travel together); elsewhere (``datasets preview --params``) from the working
 #: directory. ``~`` is expanded.
-InputPath = Annotated[str, AfterValidator(_resolve_input_path)]
+InputPath = Annotated[str, BeforeValidator(lambda value: os.fspath(value) if isinstance(value, os.PathLike) else value),
+                      AfterValidator(_resolve_input_path)]
 
 
 class Plugin(ABC):

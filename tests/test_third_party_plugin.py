@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -93,6 +94,7 @@ def test_list_plugins_shows_the_third_party_plugins(site: Path, tmp_path: Path) 
 
     welch = entry("selectors", "welch_t")
     keywords = entry("datasets", "keyword_tokens")
+    assert entry("datasets", "regex_tokens")["error"] is None
     for plugin in (welch, keywords):
         assert plugin["error"] is None
         assert plugin["package"] == DISTRIBUTION
@@ -193,7 +195,7 @@ def test_keyword_matching_is_whole_word_and_exact(plugin: ModuleType) -> None:
 
 def test_keyword_tokens_reads_jsonl_and_samples(plugin: ModuleType, tokenizer, tmp_path: Path) -> None:
     path = tmp_path / "texts.jsonl"
-    lines = [{"text": f"def f{i}(x): return x if x else None"} for i in range(10)] + ["while True: pass"]
+    lines = [{"text": f"def f{i}(x): return x if x else None"} for i in range(10)] + [{"text": "while True: pass"}]
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n", encoding="utf-8")
     params = plugin.KeywordTokens.Params(path=path, keywords=["def", "return", "while"], max_examples=20, seed=3)
     dataset = plugin.KeywordTokens(params).build(tokenizer)
@@ -207,6 +209,33 @@ def test_keyword_tokens_reads_jsonl_and_samples(plugin: ModuleType, tokenizer, t
 
     with pytest.raises(RunError, match="at least 5"):
         plugin.KeywordTokens(plugin.KeywordTokens.Params(texts=["def f(): pass"])).build(tokenizer)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the regex_tokens dataset: written only against probekit.api
+
+
+def test_regex_tokens_is_a_short_dataset_on_the_public_api(plugin: ModuleType) -> None:
+    source = Path(plugin.regex_tokens.__file__).read_text()
+    assert len(source.splitlines()) < 60
+    imported = {line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))}
+    assert {name for name in imported if name.startswith("probekit")} == {"probekit.api"}
+
+
+def test_regex_tokens_labels_tokens_by_their_text(plugin: ModuleType, tokenizer, tmp_path: Path) -> None:
+    path = tmp_path / "docs.jsonl"
+    lines = [f"call load_data with 12 rows and {i} retries, then save_all" for i in range(40)]
+    path.write_text("".join(json.dumps({"text": line}) + "\n" for line in lines))
+    params = plugin.RegexTokens.Params(source={"kind": "jsonl", "path": str(path)}, max_examples=60,
+                                       patterns={"is_number": r"\d+", "is_with": "with"})
+    dataset = plugin.RegexTokens(params).build(tokenizer)
+    assert [f.name for f in dataset.features] == ["is_number", "is_with"]
+    for feature, pattern in zip(dataset.features, (r"\d+", "with")):
+        tokens = [tokenizer.convert_ids_to_tokens(int(dataset.sequences[dataset.sites.sequence[site]]
+                                                      [dataset.sites.start[site]])) for site in feature.sites]
+        assert [re.fullmatch(pattern, token) is not None for token in tokens] == feature.labels.tolist()
+        assert 0 < feature.labels.sum() < len(feature.labels)
+    np.testing.assert_array_equal(dataset.groups, dataset.sites.sequence)  # one document per window: its group
 
 
 # ----------------------------------------------------------------------------------------------------------------

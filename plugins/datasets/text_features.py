@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -18,7 +18,6 @@ from probekit.api import (
     SkippedFeature,
     StdlibSource,
     TextSource,
-    TokenizedDocument,
     WindowParams,
     assemble_dataset,
     content_length,
@@ -26,7 +25,7 @@ from probekit.api import (
     read_documents,
     sample_balanced,
     special_frame,
-    tokenize_documents,
+    tokenize_lazily,
     window_sites,
 )
 
@@ -75,8 +74,8 @@ class TextFeatures(DatasetPlugin):
         p = self.params
         frame = special_frame(tokenizer)
         content = content_length(tokenizer, frame, p.sequence_length)
-        windows = list(cut_windows(_tokenized(tokenizer, read_documents(p.source, p.seed)), content, p.max_sequences,
-                                   p.windows_per_document))
+        windows = list(cut_windows(tokenize_lazily(tokenizer, read_documents(p.source, p.seed)), content,
+                                   p.max_sequences, p.windows_per_document))
         if not windows:
             raise RunError("text_features: the text source yielded no text")
         tokens = [window.tokens(frame, p.skip_first) for window in windows]
@@ -109,12 +108,6 @@ class TextFeatures(DatasetPlugin):
             draws.append(FeatureDraw(name, picked, is_positive[picked]))
         candidates = window_sites(windows, frame, tokens)  # each window's document is its group
         return assemble_dataset([window.input_ids(frame) for window in windows], candidates, draws, "token", skipped)
-
-
-def _tokenized(tokenizer: Any, texts: Iterator[str]) -> Iterator[TokenizedDocument]:
-    """Each text tokenised as it is needed (the source is read only as far as the windows reach)."""
-    for text in texts:
-        yield from tokenize_documents(tokenizer, [text])
 
 
 def model_view(text: str, normalizer: Any) -> str:

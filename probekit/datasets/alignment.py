@@ -7,7 +7,7 @@ leading space (" security") and WordPiece tokens that carry none ("security", "#
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -46,6 +46,13 @@ def tokenize_documents(tokenizer: Any, texts: Sequence[str]) -> list[TokenizedDo
         probeable = ~np.isin(ids, special_ids) & (spans[:, 1] > spans[:, 0])
         documents.append(TokenizedDocument(text, ids, spans, core_spans(text, spans), probeable))
     return documents
+
+
+def tokenize_lazily(tokenizer: Any, texts: Iterable[str]) -> Iterator[TokenizedDocument]:
+    """:func:`tokenize_documents` one text at a time, as they are needed (a large source is read only as far as a
+    consumer such as ``cut_windows`` gets)."""
+    for text in texts:
+        yield from tokenize_documents(tokenizer, [text])
 
 
 @cache

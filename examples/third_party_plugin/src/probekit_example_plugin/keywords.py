@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from probekit.contracts import DatasetPlugin, Feature, PluginParams, ProbeSites, ProbingDataset
-from probekit.errors import RunError
+import probekit.api as pk
 
 DEFAULT_KEYWORDS = ["def", "return", "class", "import", "if", "else", "for", "while", "None", "True", "False"]
 
@@ -46,20 +44,21 @@ DEFAULT_TEXTS = [
 ]
 
 
-class KeywordTokensParams(PluginParams):
+class KeywordTokensParams(pk.SamplingParams):
     """Where the text comes from, which words count as keywords, and how many probe sites to sample."""
 
     texts: list[str] = Field(default_factory=lambda: list(DEFAULT_TEXTS),
                              description="inline texts (used unless 'path' is given)")
-    path: Path | None = Field(None, description="a .jsonl file (one object per line, text under 'text_field', or a "
-                              "JSON string) or a plain-text file (one text per non-empty line); replaces 'texts'")
+    path: pk.InputPath | None = Field(None, description="a .jsonl file (one object per line, its text under "
+                                      "'text_field') or a plain-text file (one text per non-empty line); replaces "
+                                      "'texts'")
     text_field: str = Field("text", description="key holding the text in each JSONL object")
     keywords: list[str] = Field(default_factory=lambda: list(DEFAULT_KEYWORDS), min_length=1,
                                 description="a token is positive when its text span is exactly one of these")
     max_texts: int = Field(1000, ge=1, description="texts read at most")
     max_length: int = Field(64, ge=4, description="tokens per text, special tokens included (longer texts are cut)")
-    max_examples: int = Field(400, ge=10, description="probe sites sampled: up to half keywords, the rest other tokens")
-    seed: int = Field(0, description="seed for sampling sites")
+    max_examples: pk.MaxExamples = 400
+    positive_fraction: pk.PositiveShare = (0.5, 0.5)
 
     @model_validator(mode="after")
     def _one_source(self) -> KeywordTokensParams:
@@ -68,46 +67,30 @@ class KeywordTokensParams(PluginParams):
         return self
 
 
-class KeywordTokens(DatasetPlugin):
+class KeywordTokens(pk.DatasetPlugin):
     """Token-level 'is_keyword': is the token exactly one of a word list (Python keywords by default)?"""
 
     Params = KeywordTokensParams
     params: KeywordTokensParams
 
-    def build(self, tokenizer: Any) -> ProbingDataset:
+    def build(self, tokenizer: Any) -> pk.ProbingDataset:
         p = self.params
-        texts = read_texts(p.path, p.text_field, p.max_texts) if p.path is not None else p.texts[: p.max_texts]
+        texts = read_texts(Path(p.path), p.text_field, p.max_texts) if p.path is not None else p.texts[: p.max_texts]
+        frame = pk.special_frame(tokenizer)
+        content = pk.content_length(tokenizer, frame, p.max_length)
+        windows = list(pk.cut_windows(pk.tokenize_documents(tokenizer, texts), content, per_document=1))
+        tokens = [window.tokens(frame) for window in windows]
         keywords = set(p.keywords)
-        sequences: list[np.ndarray] = []
-        sequence, position, is_positive = [], [], []
-        for text in texts:
-            encoded = tokenizer(text, truncation=True, max_length=p.max_length, return_offsets_mapping=True,
-                                return_special_tokens_mask=True)
-            index = len(sequences)
-            sequences.append(np.asarray(encoded["input_ids"], dtype=np.int64))
-            for pos, ((start, end), special) in enumerate(
-                zip(encoded["offset_mapping"], encoded["special_tokens_mask"])
-            ):
-                if special or end <= start:
-                    continue
-                sequence.append(index)
-                position.append(pos)
-                is_positive.append(is_keyword(text, start, end, keywords))
-
-        labels = np.asarray(is_positive, dtype=bool)
-        positives, negatives = np.flatnonzero(labels), np.flatnonzero(~labels)
-        if min(len(positives), len(negatives)) < 5:
-            raise RunError(f"keyword_tokens: the texts have {len(positives)} keyword and {len(negatives)} other "
-                           "tokens; need at least 5 of each (add texts or keywords)")
-        rng = np.random.default_rng(p.seed)
-        n_positive = min(len(positives), p.max_examples // 2)
-        n_negative = min(len(negatives), p.max_examples - n_positive)
-        picked = np.sort(np.concatenate([rng.choice(positives, n_positive, replace=False),
-                                         rng.choice(negatives, n_negative, replace=False)]))
-        start = np.asarray(position, dtype=np.int64)[picked]
-        sites = ProbeSites(np.asarray(sequence, dtype=np.int64)[picked], start, start + 1, "token")
-        feature = Feature("is_keyword", np.arange(len(picked)), labels[picked])
-        return ProbingDataset(sequences, sites, [feature])
+        labels = np.asarray([is_keyword(window.document.text, start, end, keywords)
+                             for window, own in zip(windows, tokens) for start, end in window.document.offsets[own]],
+                            dtype=bool)
+        if min(labels.sum(), (~labels).sum()) < 5:
+            raise pk.RunError(f"keyword_tokens: the texts have {labels.sum()} keyword and {(~labels).sum()} other "
+                              "tokens; need at least 5 of each (add texts or keywords)")
+        picked = pk.sample_balanced(labels, p.max_examples, p.positive_fraction, np.random.default_rng(p.seed))
+        draws = [pk.FeatureDraw("is_keyword", picked, labels[picked])]
+        sequences = [window.input_ids(frame) for window in windows]
+        return pk.assemble_dataset(sequences, pk.window_sites(windows, frame, tokens), draws)
 
 
 def is_keyword(text: str, start: int, end: int, keywords: set[str]) -> bool:
@@ -126,29 +109,15 @@ def is_keyword(text: str, start: int, end: int, keywords: set[str]) -> bool:
 
 
 def read_texts(path: Path, text_field: str, limit: int) -> list[str]:
-    """Texts from a JSONL file (objects or strings, one per line) or a plain-text file (one per non-empty line)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise RunError(f"keyword_tokens: cannot read {path}: {error}") from None
-    jsonl = path.suffix.lower() in (".jsonl", ".ndjson")
-    texts: list[str] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        if not jsonl:
-            texts.append(line)
-        else:
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise RunError(f"keyword_tokens: {path} line {number} is not JSON: {error}") from None
-            text = item.get(text_field) if isinstance(item, dict) else item
-            if not isinstance(text, str):
-                raise RunError(f"keyword_tokens: {path} line {number} has no string '{text_field}'")
-            texts.append(text)
-        if len(texts) == limit:
-            break
+    """Texts from a JSONL file (one object per line) or a plain-text file (one text per non-empty line)."""
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        texts = []
+        for origin, record in pk.jsonl_records(path):
+            if not isinstance(record.get(text_field), str):
+                raise pk.RunError(f"keyword_tokens: {origin} has no string '{text_field}'")
+            texts.append(record[text_field])
+    else:
+        texts = [line for line in pk.read_text(path).splitlines() if line.strip()]
     if not texts:
-        raise RunError(f"keyword_tokens: {path} holds no text")
-    return texts
+        raise pk.RunError(f"keyword_tokens: {path} holds no text")
+    return texts[:limit]

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-from probekit.contracts import PluginParams, Selection, Selector
+from probekit.api import PluginParams, RankingSelector
 
 
 class WelchTParams(PluginParams):
@@ -33,12 +31,10 @@ def welch_t_scores(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     return scores
 
 
-class WelchT(Selector):
+class WelchT(RankingSelector):
     """Top-k neurons by |Welch t| between classes on the training split (unequal-variance t-test)."""
 
     Params = WelchTParams
 
-    def select(self, X_train: np.ndarray, y_train: np.ndarray, ks: Sequence[int]) -> dict[int, Selection]:
-        scores = welch_t_scores(X_train, y_train)
-        order = np.argsort(-scores, kind="stable")  # best first; ties go to the lower column index
-        return {k: Selection(order[:k], scores[order[:k]]) for k in ks}
+    def score(self, X_train: np.ndarray, y_train: np.ndarray) -> np.ndarray:
+        return welch_t_scores(X_train, y_train)
