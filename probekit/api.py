@@ -3,11 +3,15 @@
 Import from here (``from probekit.api import DatasetPlugin, sample_balanced, ...``); every other module of probekit
 is private and may change without notice. The built-in plugins import only from here, as a third party would.
 ``docs/api-reference.md`` lists every name with its summary (``python -m probekit.api_reference`` writes it).
+``probekit.testing`` is the conformance kit a plugin package runs in its own tests.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from probekit.contracts import (
+    API_VERSION,
     AblationResult,
     Aggregation,
     BatchSites,
@@ -90,10 +94,9 @@ from probekit.hub import hub_endpoint, hub_problem, unreachable_error
 from probekit.probing import mean_difference, top_k
 from probekit.ranking import RankingSelector
 from probekit.sites import reduce_to_sites
-from probekit.tracing import NNsightAdapter
 
-#: version of the plugin contracts; a plugin may declare the version it was written for as ``api_version``
-API_VERSION = 1
+if TYPE_CHECKING:
+    from probekit.tracing import NNsightAdapter
 
 __all__ = [
     "API_VERSION",
@@ -122,3 +125,13 @@ __all__ = [
     # model adapters
     "NNsightAdapter", "hub_endpoint", "hub_problem", "reduce_to_sites", "unreachable_error",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``NNsightAdapter`` is imported on first use: nnsight is heavy, and importing it early upsets some pytest
+    plugins (anyio), which a plugin package's test suite may load after importing probekit.api."""
+    if name == "NNsightAdapter":
+        from probekit.tracing import NNsightAdapter
+
+        return NNsightAdapter
+    raise AttributeError(f"module 'probekit.api' has no attribute {name!r}")

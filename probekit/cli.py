@@ -82,7 +82,9 @@ def run(
             with progress_display() as progress:
                 summary = run_sweep(validated, progress)
             run_dir = RunDirectory(Path(summary.run_dir))
-            table, manifest = run_dir.read_results(), run_dir.read_manifest() or {}
+            table, manifest = run_dir.read_results(), run_dir.read_manifest()
+            if manifest is None:  # the sweep wrote it; only a concurrent removal gets here
+                raise ProbekitError(f"{run_dir.manifest_path} disappeared during the run")
             atomic_write_bytes(run_dir.path / "report.md", markdown_report(manifest, table).encode())
     except KeyboardInterrupt as interruption:
         what = "terminated" if isinstance(interruption, Terminated) else "interrupted"
@@ -91,7 +93,7 @@ def run(
     finally:
         signal.signal(signal.SIGTERM, previous)
     for skipped in summary.skipped_features:
-        console.print(f"skipped {skipped['feature']} ({skipped['model']} / {skipped['dataset']}): {skipped['reason']}",
+        console.print(f"skipped {skipped.feature} ({skipped.model} / {skipped.dataset}): {skipped.reason}",
                       markup=False, style="dim")
     if table.num_rows == 0:
         warn("no result rows: every feature was skipped (see above), so there is nothing to report")
@@ -193,9 +195,10 @@ app.add_typer(datasets_app, name="datasets")
 @datasets_app.command("preview")
 def datasets_preview(
     name: Annotated[str, typer.Argument(help="dataset plugin name (see list-plugins)")],
+    model: Annotated[str, typer.Option("--model", help="model adapter whose tokenizer is used; `probekit "
+                                       "list-plugins` lists the installed ones")],
     params: Annotated[str, typer.Option("--params", help="the plugin's params as YAML or JSON, e.g. "
                                         "'{max_sequences: 20}'")] = "{}",
-    model: Annotated[str, typer.Option("--model", help="model adapter whose tokenizer is used")] = "minilm",
     model_params: Annotated[str, typer.Option("--model-params", help="the adapter's params as YAML or JSON")] = "{}",
     examples: Annotated[int, typer.Option("--examples", help="sequences shown per feature")] = 2,
     feature: Annotated[Optional[list[str]], typer.Option("--feature", help="only these features")] = None,

@@ -19,6 +19,9 @@ import numpy as np
 import torch
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 
+#: version of the plugin contracts; a plugin may declare the version it was written for as ``api_version``
+API_VERSION = 1
+
 Aggregation = Literal["token", "mean", "max", "last"]
 
 

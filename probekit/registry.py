@@ -3,17 +3,24 @@
 Built-in plugins register exactly like third-party ones (``[project.entry-points."probekit.selectors"]`` in a
 pyproject), so one table holds both. A plugin whose import fails is reported, not fatal; two plugins with the same
 name in one group are refused, naming both packages; an unknown name gets the known ones and a "did you mean".
+
+When a plugin loads, its class is checked against its contract before any of its code runs in a sweep: the methods
+the core calls must accept the core's arguments (as pluggy checks hook implementations), and its ``api_version``
+(the version of ``probekit.api`` it was written for, a class attribute; absent means the current one) must be one
+this probekit supports. A deprecated version still loads, with a warning.
 """
 
 from __future__ import annotations
 
 import difflib
+import inspect
+import logging
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, distributions
 
 from pydantic import BaseModel
 
-from probekit.contracts import DatasetPlugin, ModelAdapter, Plugin, Selector, plugin_summary
+from probekit.contracts import API_VERSION, DatasetPlugin, ModelAdapter, Plugin, Selector, plugin_summary
 from probekit.errors import PluginError
 
 #: spec section / CLI name -> (entry-point group, base class every plugin of the group subclasses)
@@ -22,6 +29,25 @@ GROUPS: dict[str, tuple[str, type[Plugin]]] = {
     "datasets": ("probekit.datasets", DatasetPlugin),
     "selectors": ("probekit.selectors", Selector),
 }
+
+#: the methods the core calls on a plugin of each group, checked against the contract's signature when the plugin
+#: loads. The core passes every argument positionally, so parameter names may differ from the contract's:
+#: ``build(tokenizer)`` in sweep.Sweep._dataset and cli.datasets_preview, ``select(X_train, y_train, ks)`` in
+#: sweep.probe_cells, ``ks_problem(ks, n_columns)`` in spec._ks_problem, ``activations(batch, layers, sites)`` in
+#: extraction.iter_activation_batches. A model's ``identity``, ``tokenizer``, ``n_layers`` and ``d_mlp`` are
+#: properties or attributes set by its constructor: they cannot be checked before it is instantiated.
+CALLED_METHODS: dict[str, tuple[str, ...]] = {
+    "models": ("activations",),
+    "datasets": ("build",),
+    "selectors": ("select", "ks_problem"),
+}
+
+#: ``api_version`` values this probekit loads, ``API_VERSION`` (the newest) among them
+SUPPORTED_API_VERSIONS = frozenset({1})
+#: supported versions that will stop being supported, with what their plugins should change (a warning at load)
+DEPRECATED_API_VERSIONS: dict[int, str] = {}
+
+log = logging.getLogger("probekit.registry")
 
 
 @dataclass(frozen=True)
@@ -95,6 +121,10 @@ class PluginRegistry:
         problem = contract_violation(group, loaded)
         if problem:
             raise PluginError(f"{group} plugin '{name}' from package '{entry.package}' {problem}")
+        declared = getattr(loaded, "api_version", None)
+        if declared in DEPRECATED_API_VERSIONS:
+            log.warning("%s plugin '%s' from package '%s' declares api_version %s, which is deprecated: %s", group,
+                        name, entry.package, declared, DEPRECATED_API_VERSIONS[declared])
         self._loaded[(group, name)] = loaded
         return loaded
 
@@ -131,6 +161,9 @@ def contract_violation(group: str, obj: object) -> str | None:
     base = GROUPS[group][1]
     if not isinstance(obj, type) or not issubclass(obj, base):
         return f"is not a subclass of probekit.contracts.{base.__name__} (got {obj!r})"
+    version_problem = api_version_problem(obj)  # first: another API version has other rules
+    if version_problem:
+        return version_problem
     params = getattr(obj, "Params", None)
     if not isinstance(params, type) or not issubclass(params, BaseModel):
         return "has no pydantic 'Params' model"
@@ -138,7 +171,67 @@ def contract_violation(group: str, obj: object) -> str | None:
         return "has a 'Params' model that accepts unknown keys; derive it from probekit.contracts.PluginParams"
     if not plugin_summary(obj):
         return "has no docstring (its first line is the summary shown by list-plugins)"
-    abstract = getattr(obj, "__abstractmethods__", frozenset())
+    abstract: frozenset[str] = getattr(obj, "__abstractmethods__", frozenset())
     if abstract:
         return f"does not implement {', '.join(sorted(abstract))}"
+    for method in CALLED_METHODS[group]:
+        problem = signature_mismatch(obj, base, method)
+        if problem:
+            return problem
     return None
+
+
+def api_version_problem(cls: type) -> str | None:
+    """Why this probekit cannot load a plugin written for ``cls.api_version``, or None when it can (a plugin that
+    declares none is taken to be written for the current version)."""
+    declared = getattr(cls, "api_version", API_VERSION)
+    if not isinstance(declared, int) or isinstance(declared, bool):
+        return f"declares api_version = {declared!r}; it must be an integer, e.g. {API_VERSION}"
+    if declared > API_VERSION:
+        return (f"is written for plugin API version {declared}, but this probekit offers version {API_VERSION}; "
+                "upgrade probekit (pip install --upgrade probekit) to use it")
+    loadable = SUPPORTED_API_VERSIONS | DEPRECATED_API_VERSIONS.keys()  # deprecated: still supported, for now
+    if declared not in loadable:
+        supported = ", ".join(map(str, sorted(loadable)))
+        return (f"is written for plugin API version {declared}, which this probekit no longer supports (it supports "
+                f"{supported}); upgrade the plugin's package")
+    return None
+
+
+def signature_mismatch(cls: type, base: type, method: str) -> str | None:
+    """Why ``cls.method`` cannot be called the way the core calls ``base.method`` (the contract's positional
+    arguments), or None when it can: it must take as many positional arguments (or ``*args``) and must not require
+    any other argument."""
+    implementation = getattr(cls, method, None)
+    contract = getattr(base, method)
+    if implementation is contract:
+        return None  # inherited unchanged
+    if not callable(implementation):
+        return f"has {method} = {implementation!r}, not a method; the contract calls {_show(method, contract)}"
+    try:
+        parameters = list(inspect.signature(implementation).parameters.values())
+    except (TypeError, ValueError):  # a builtin or C callable without a signature: nothing to check
+        return None
+    if isinstance(inspect.getattr_static(cls, method), (staticmethod, classmethod)):
+        takes = parameters  # nothing bound to the instance
+    else:
+        takes = parameters[1:] if parameters and parameters[0].kind in _POSITIONAL else parameters  # self
+    wanted = len(list(inspect.signature(contract).parameters)) - 1  # without self
+    positional = [p for p in takes if p.kind in _POSITIONAL]
+    accepts = len(positional) >= wanted or any(p.kind is p.VAR_POSITIONAL for p in takes)
+    required_extra = [p for p in positional[wanted:] if p.default is p.empty] + [
+        p for p in takes if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    if accepts and not required_extra:
+        return None
+    return f"has {_show(method, implementation)} but the contract calls {_show(method, contract)}"
+
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _show(method: str, function: object) -> str:
+    """``select(self, X_train, y_train, ks)``: a signature without annotations."""
+    signature = inspect.signature(function)  # type: ignore[arg-type]
+    bare = signature.replace(parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+                             return_annotation=signature.empty)
+    return f"{method}{bare}"

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 from rich.table import Table
+
+from probekit.manifest import RunManifest
 
 #: a best probe scored on fewer test positives, or fewer test groups (sources), than this is flagged: its F1 and
 #: interval say little
@@ -163,15 +166,18 @@ def selector_table(summaries: list[SelectorSummary]) -> Table:
     return table
 
 
-def markdown_report(manifest: dict[str, Any], table: pa.Table) -> str:
-    """A Markdown report of a run: what ran, the best probe per feature, and skipped features."""
-    spec = manifest["spec"]
+def markdown_report(manifest: RunManifest | Mapping[str, Any], table: pa.Table) -> str:
+    """A Markdown report of a run: what ran, the best probe per feature, and skipped features. ``manifest`` is the
+    run's manifest, or a ``run.json`` document as ``json.load`` returns it."""
+    if not isinstance(manifest, RunManifest):
+        manifest = RunManifest.from_document(dict(manifest))
+    spec = manifest.spec
     header, lines = _columns(best_per_feature(table))
     text = [
         f"# probekit run: {spec.get('name', 'run')}",
         "",
-        f"- spec: `{manifest.get('spec_source')}` (fingerprint `{manifest['spec_fingerprint']}`)",
-        f"- status: {manifest.get('status')}; result rows: {table.num_rows}",
+        f"- spec: `{manifest.spec_source}` (fingerprint `{manifest.spec_fingerprint}`)",
+        f"- status: {manifest.status}; result rows: {table.num_rows}",
         f"- models: {', '.join(m.get('label') or m['plugin'] for m in spec['models'])}; "
         f"datasets: {', '.join(d.get('label') or d['plugin'] for d in spec['datasets'])}; "
         f"selectors: {', '.join(s.get('label') or s['plugin'] for s in spec['selectors'])}; ks: {spec['ks']}",
@@ -201,8 +207,7 @@ def markdown_report(manifest: dict[str, Any], table: pa.Table) -> str:
             "|" + "---|" * len(selector_header),
             *("| " + " | ".join(line) + " |" for line in selector_lines),
         ]
-    skipped = manifest.get("skipped_features") or []
-    if skipped:
+    if manifest.skipped_features:
         text += ["", "## Skipped features", ""]
-        text += [f"- {s['model']} / {s['dataset']} / {s['feature']}: {s['reason']}" for s in skipped]
+        text += [f"- {s.model} / {s.dataset} / {s.feature}: {s.reason}" for s in manifest.skipped_features]
     return "\n".join(text) + "\n"

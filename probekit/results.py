@@ -1,4 +1,5 @@
-"""The run directory: result rows as Parquet parts under ``results/`` and a ``run.json`` manifest.
+"""The run directory: result rows as Parquet parts under ``results/`` and a ``run.json`` manifest (see
+``probekit.manifest``).
 
 Every file is written atomically (temporary file, then rename), so an interrupted run leaves only complete files and
 a re-run of the same spec skips the cells already on disk. ``pyarrow.parquet.read_table(run_dir / "results")``
@@ -11,22 +12,20 @@ import fcntl
 import json
 import logging
 import os
-import platform
 import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from probekit import __version__
 from probekit.errors import RunError
 from probekit.files import atomic_write_bytes, now
+from probekit.manifest import RunManifest
 
 RESULT_SCHEMA = pa.schema(
     [
@@ -67,10 +66,6 @@ RESULT_SCHEMA = pa.schema(
     ]
 )
 
-#: packages whose versions are recorded in every manifest
-RECORDED_PACKAGES = ("torch", "nnsight", "transformers", "tokenizers", "scikit-learn", "numpy", "pyarrow", "pydantic")
-
-
 log = logging.getLogger("probekit.results")
 
 
@@ -104,8 +99,8 @@ class RunDirectory:
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.pread(descriptor, 4096, 0).decode(errors="replace")
-                raise RunError(f"{self.path} is in use by another probekit run ({_describe_holder(holder)}); wait "
+                other = os.pread(descriptor, 4096, 0).decode(errors="replace")
+                raise RunError(f"{self.path} is in use by another probekit run ({_describe_holder(other)}); wait "
                                "for it to finish, or choose another output directory with --output") from None
             holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now(),
                                  "command": " ".join(sys.argv)}).encode()
@@ -115,35 +110,41 @@ class RunDirectory:
         finally:
             os.close(descriptor)  # releases the lock; the file stays (removing it would race with a waiting run)
 
-    def read_manifest(self) -> dict[str, Any] | None:
-        if not self.manifest_path.exists():
-            return None
+    def read_manifest(self) -> RunManifest | None:
+        """The directory's manifest (upgraded to the current format), None when it has none, or a :class:`RunError`
+        naming the file and what is wrong with it."""
         try:
-            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
+            text = self.manifest_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as error:
             raise RunError(f"{self.manifest_path}: unreadable manifest ({error})") from None
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise RunError(f"{self.manifest_path}: unreadable manifest (not JSON: {error})") from None
+        try:
+            return RunManifest.from_document(document)
+        except ValueError as error:
+            raise RunError(f"{self.manifest_path}: invalid manifest ({error})") from None
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode())
+    def write_manifest(self, manifest: RunManifest) -> None:
+        atomic_write_bytes(self.manifest_path, manifest.to_json().encode())
 
-    def open(self, spec: dict[str, Any], fingerprint: str, source: str) -> dict[str, Any]:
+    def open(self, spec: dict[str, Any], fingerprint: str, source: str) -> RunManifest:
         """Start or resume a run; refuses a directory that holds the results of a different spec."""
         manifest = self.read_manifest()
-        if manifest is not None and manifest.get("spec_fingerprint") != fingerprint and not self.finished_cells():
+        if manifest is not None and manifest.spec_fingerprint != fingerprint and not self.finished_cells():
             manifest = None  # an earlier run of another spec wrote no result: nothing to protect
-        if manifest is not None and manifest.get("spec_fingerprint") != fingerprint:
+        if manifest is not None and manifest.spec_fingerprint != fingerprint:
             raise RunError(
                 f"{self.path} holds the results of a different spec (fingerprint "
-                f"{manifest.get('spec_fingerprint')}, this spec is {fingerprint}); choose another output directory "
+                f"{manifest.spec_fingerprint}, this spec is {fingerprint}); choose another output directory "
                 "with --output, or delete the old run"
             )
         if manifest is None:
-            manifest = {"spec_fingerprint": fingerprint, "spec": spec, "completed": [], "skipped_features": [],
-                        "runs": []}
-        manifest["spec_source"] = source
-        manifest["status"] = "running"
-        manifest["runs"].append({"started_at": now(), "finished_at": None, "probekit": __version__,
-                                 "python": platform.python_version(), "packages": package_versions()})
+            manifest = RunManifest.new(spec, fingerprint, source)
+        manifest.start_run(source)
         self.write_manifest(manifest)
         return manifest
 
@@ -197,13 +198,3 @@ def _describe_holder(text: str) -> str:
         return f"pid {holder['pid']} on {holder['host']}, since {holder['since']}: {holder['command']}"
     except (ValueError, KeyError, TypeError):
         return "holder unknown"
-
-
-def package_versions() -> dict[str, str]:
-    versions = {}
-    for package in RECORDED_PACKAGES:
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions

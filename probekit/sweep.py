@@ -8,11 +8,11 @@ import hashlib
 import json
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -21,7 +21,7 @@ from probekit.cache import ActivationCache, CacheKey
 from probekit.contracts import Feature, ModelAdapter, ProbingDataset, Selection, Selector, dataset_problems
 from probekit.errors import ProbekitError, RunError
 from probekit.extraction import iter_activation_batches
-from probekit.files import now
+from probekit.manifest import DatasetCounts, FeatureCounts, RunManifest, SkippedRecord
 from probekit.probing import fit_and_evaluate, mean_difference, top_k
 from probekit.progress import NoProgress, ProgressDisplay
 from probekit.results import RunDirectory
@@ -36,7 +36,7 @@ class SweepSummary:
     run_dir: str
     new_rows: int = 0
     reused_cells: int = 0
-    skipped_features: list[dict[str, str]] = field(default_factory=list)
+    skipped_features: list[SkippedRecord] = field(default_factory=list)
 
 
 def cell_id(fingerprint: str, *key: Any) -> str:
@@ -46,7 +46,7 @@ def cell_id(fingerprint: str, *key: Any) -> str:
 
 def resolve_layers(requested: str | list[int], n_layers: int, model: str) -> list[int]:
     """The spec's layers for a model with ``n_layers`` blocks, or a clear error for a layer it lacks."""
-    if requested == "all":
+    if isinstance(requested, str):  # "all", the only string the spec accepts
         return list(range(n_layers))
     missing = [layer for layer in requested if layer >= n_layers]
     if missing:
@@ -73,22 +73,20 @@ class Sweep:
         self.run_dir = run_dir
         self.manifest = self.run_dir.open(self.spec.model_dump(mode="json"), self.fingerprint, validated.source)
         if self.run_dir.set_aside_damaged():
-            self.manifest["completed"] = []  # which (model, dataset) the lost cells belong to is unknown: look again
+            self.manifest.forget_completed()
         self.finished = self.run_dir.finished_cells()
-        self.summary = SweepSummary(str(self.run_dir.path), reused_cells=len(self.finished),
-                                    skipped_features=self.manifest["skipped_features"])
+        self.summary = SweepSummary(str(self.run_dir.path), reused_cells=len(self.finished))
         self.selectors = [(ref, guarded(ref.instantiate, f"selector '{ref.label}' failed to start"))
                           for ref in validated.selectors]
 
     def run(self) -> SweepSummary:
         for model_ref in self.validated.models:
-            pending = [d for d in self.validated.datasets
-                       if [model_ref.label, d.label] not in self.manifest["completed"]]
+            pending = [d for d in self.validated.datasets if not self.manifest.is_completed(model_ref.label, d.label)]
             if pending:  # when every result of a model is on disk, not even its config is read
                 self._model(model_ref, pending)
-        self.manifest["status"] = "complete"
-        self.manifest["runs"][-1]["finished_at"] = now()
+        self.manifest.finish_run()
         self.run_dir.write_manifest(self.manifest)
+        self.summary.skipped_features = list(self.manifest.skipped_features)
         return self.summary
 
     def _model(self, model_ref: ResolvedPlugin, datasets: list[ResolvedPlugin]) -> None:
@@ -102,8 +100,7 @@ class Sweep:
                            f"'{model_ref.label}'")
         for dataset_ref in datasets:
             self._dataset(adapter, model_ref.label, dataset_ref, layers)
-            self.manifest["completed"].append([model_ref.label, dataset_ref.label])
-            self.manifest["skipped_features"] = self.summary.skipped_features
+            self.manifest.mark_completed(model_ref.label, dataset_ref.label)
             self.run_dir.write_manifest(self.manifest)
 
     def _dataset(self, adapter: ModelAdapter, model: str, dataset_ref: ResolvedPlugin, layers: list[int]) -> None:
@@ -112,9 +109,9 @@ class Sweep:
                           f"dataset '{dataset_ref.label}' failed to build for model '{model}'")
         self.progress.remove_task(task)
         check_dataset(dataset, dataset_ref, model)
-        features = usable_features(dataset, model, dataset_ref.label, self.summary.skipped_features,
-                                   self.spec.min_per_class, self.spec.on_bad_feature, self.spec.split)
-        self.manifest.setdefault("datasets", {})[f"{model} / {dataset_ref.label}"] = dataset_counts(dataset)
+        features = usable_features(dataset, model, dataset_ref.label, self.manifest, self.spec.min_per_class,
+                                   self.spec.on_bad_feature, self.spec.split)
+        self.manifest.record_dataset(model, dataset_ref.label, dataset_counts(dataset))
         key = (model, dataset_ref.label)
 
         def cell(feature: str, layer: int, selector: str, k: int) -> str:
@@ -164,17 +161,18 @@ def cached_activations(
     return found  # type: ignore[return-value]
 
 
-def dataset_counts(dataset: ProbingDataset) -> dict[str, Any]:
+def dataset_counts(dataset: ProbingDataset) -> DatasetCounts:
     """What a dataset really holds (it may fall short of what its params asked for): sequences, sites, source
     groups, and per feature its positive and negative sites and the groups they come from."""
     groups = site_groups(dataset)
-    return {
-        "fingerprint": dataset.fingerprint, "sequences": len(dataset.sequences), "sites": len(dataset.sites),
-        "groups": len(np.unique(groups)),
-        "features": {feature.name: {"positive": int(feature.labels.sum()),
-                                    "negative": int((~feature.labels).sum()),
-                                    "groups": len(np.unique(groups[feature.sites]))} for feature in dataset.features},
-    }
+    return DatasetCounts(
+        fingerprint=dataset.fingerprint, sequences=len(dataset.sequences), sites=len(dataset.sites),
+        groups=len(np.unique(groups)),
+        features={feature.name: FeatureCounts(positive=int(feature.labels.sum()),
+                                              negative=int((~feature.labels).sum()),
+                                              groups=len(np.unique(groups[feature.sites])))
+                  for feature in dataset.features},
+    )
 
 
 def check_dataset(dataset: ProbingDataset, dataset_ref: ResolvedPlugin, model: str) -> None:
@@ -186,7 +184,10 @@ def check_dataset(dataset: ProbingDataset, dataset_ref: ResolvedPlugin, model: s
                        f"dataset for model '{model}': {'; '.join(problems)}")
 
 
-def guarded(action: Any, what: str) -> Any:
+T = TypeVar("T")
+
+
+def guarded(action: Callable[[], T], what: str) -> T:
     """Run a plugin's code; an unexpected exception becomes a :class:`RunError` naming the plugin."""
     try:
         return action()
@@ -197,25 +198,23 @@ def guarded(action: Any, what: str) -> Any:
 
 
 def usable_features(
-    dataset: ProbingDataset, model: str, name: str, skipped: list[dict[str, str]], min_per_class: int,
+    dataset: ProbingDataset, model: str, name: str, manifest: RunManifest, min_per_class: int,
     on_bad_feature: str, split: SplitSettings,
 ) -> list[tuple[Feature, Split]]:
     """Features with at least ``min_per_class`` sites of each class and a sound train/test split (see
-    probekit.splits), with that split. The others are recorded in ``skipped`` with the reason, or stop the run when
-    ``on_bad_feature`` is 'error'."""
+    probekit.splits), with that split. The others are recorded in the manifest's skipped features with the reason
+    (once), or stop the run when ``on_bad_feature`` is 'error'."""
     usable = []
     groups = site_groups(dataset)
-    known = {(entry["model"], entry["dataset"], entry["feature"]) for entry in skipped}
 
     def skip(feature: str, reason: str) -> None:
         if on_bad_feature == "error":
             raise RunError(f"dataset '{name}', feature '{feature}' (model '{model}'): {reason} "
                            "(on_bad_feature: error; set it to 'skip' to go on without the feature)")
-        if (model, name, feature) not in known:
-            skipped.append({"model": model, "dataset": name, "feature": feature, "reason": reason})
+        manifest.record_skipped(model, name, feature, reason)
 
-    for feature in dataset.skipped:
-        skip(feature.name, feature.reason)
+    for unavailable in dataset.skipped:
+        skip(unavailable.name, unavailable.reason)
     for feature in dataset.features:
         positives = int(feature.labels.sum())
         negatives = len(feature.labels) - positives
@@ -237,7 +236,7 @@ def probe_cells(
     feature: Feature,
     split: Split,
     layer: int,
-    cell: Any,
+    cell: Callable[[str, int, str, int], str],
     finished: set[str],
 ) -> list[dict[str, Any]]:
     """Result rows of one feature at one layer: every selector, every k not yet finished."""

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real MiniLM (loaded once per session) and fake installed distributions for the registry."""
+"""Shared fixtures: the real MiniLM (loaded once per session), the in-memory FakeModel registered as model plugin
+`fake`, and fake installed distributions for the registry."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from probekit.testing import FakeModel
 from probekit_plugins.models.huggingface import MiniLM
 
 
@@ -29,7 +31,8 @@ def minilm() -> MiniLM:
 def install_fake_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
     """Write a distribution (dist-info + module) on sys.path, as pip would; returns the module name.
 
-    ``entry_points`` maps an entry-point group to ``{name: attribute}``; attributes refer to the module's code.
+    ``entry_points`` maps an entry-point group to ``{name: attribute}``; attributes refer to the module's code, or
+    to any importable object when written ``module:attribute``.
     """
 
     def install(package: str, code: str, entry_points: dict[str, dict[str, str]]) -> str:
@@ -43,13 +46,28 @@ def install_fake_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         lines = []
         for group, entries in entry_points.items():
             lines.append(f"[{group}]")
-            lines += [f"{name} = {module}:{attribute}" for name, attribute in entries.items()]
+            lines += [f"{name} = {attribute if ':' in attribute else f'{module}:{attribute}'}"
+                      for name, attribute in entries.items()]
         (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
         monkeypatch.syspath_prepend(str(root))
         importlib.invalidate_caches()
         return module
 
     return install
+
+
+@pytest.fixture(scope="session")
+def fake_model() -> FakeModel:
+    """The in-memory fake model with its default params, as the spec's `plugin: fake` builds it."""
+    return FakeModel(FakeModel.Params())
+
+
+@pytest.fixture
+def fake_model_plugin(install_fake_distribution: Callable[..., str]) -> str:
+    """Register probekit.testing:FakeModel as model plugin `fake` through an installed distribution's entry point,
+    exactly as a third-party package would; returns the plugin name for specs."""
+    install_fake_distribution("probekit-testing-fake", "", {"probekit.models": {"fake": "probekit.testing:FakeModel"}})
+    return "fake"
 
 
 @pytest.fixture(scope="session")

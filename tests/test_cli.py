@@ -19,12 +19,13 @@ runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
 PROBEKIT = Path(sys.executable).parent / "probekit"
 
+# runs on the in-memory FakeModel (tests request the `fake_model_plugin` fixture); the quickstart keeps MiniLM
 SPEC = """\
 models:
-  - plugin: minilm
+  - plugin: fake
 datasets:
   - plugin: text_features
-    params: {max_sequences: 40, sequence_length: 64, max_examples: 200}
+    params: {max_sequences: 40, sequence_length: 64, max_examples: 200, min_positive_rate: 0.02}
 layers: [0]
 selectors:
   - plugin: mean_diff
@@ -37,7 +38,7 @@ def test_version() -> None:
     assert result.exit_code == 0 and result.output.strip() == f"probekit {__version__}"
 
 
-def test_validate_good_and_bad(tmp_path: Path) -> None:
+def test_validate_good_and_bad(tmp_path: Path, fake_model_plugin: str) -> None:
     good = tmp_path / "good.yaml"
     good.write_text(SPEC)
     result = runner.invoke(app, ["validate", str(good)])
@@ -87,7 +88,7 @@ def test_report_on_a_non_run_directory(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "not a probekit run directory" in result.stderr
 
 
-def test_run_output_override_and_report(tmp_path: Path) -> None:
+def test_run_output_override_and_report(tmp_path: Path, fake_model_plugin: str) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(SPEC)
     out = tmp_path / "elsewhere"
@@ -97,7 +98,7 @@ def test_run_output_override_and_report(tmp_path: Path) -> None:
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["status"] == "complete" and manifest["runs"][0]["packages"]["torch"].startswith("2.")
     row = next(r for r in pq.read_table(out / "results").to_pylist() if r["feature"] == "all_digits")
-    counts = manifest["datasets"]["minilm / text_features"]["features"]["all_digits"]  # what the data really held
+    counts = manifest["datasets"]["fake / text_features"]["features"]["all_digits"]  # what the data really held
     assert counts["positive"] == row["n_train_positive"] + row["n_test_positive"]
     assert counts["positive"] + counts["negative"] == row["n_train"] + row["n_test"]
     assert counts["groups"] == row["n_train_groups"] + row["n_test_groups"]
@@ -129,21 +130,24 @@ def test_datasets_preview_counts_and_marks_probed_tokens(tmp_path: Path) -> None
     table = tmp_path / "docs.jsonl"
     table.write_text("\n".join(json.dumps({"text": f"{word} " * 30, "label": word}) for word in ["red", "blue"] * 6))
     params = json.dumps({"source": {"kind": "table", "path": str(table)}, "sequence_length": 16})
-    result = runner.invoke(app, ["datasets", "preview", "labeled_sequences", "--params", params, "--examples", "1"],
-                           env={"COLUMNS": "200"})
+    result = runner.invoke(app, ["datasets", "preview", "labeled_sequences", "--model", "minilm", "--params", params,
+                                 "--examples", "1"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "12 sequences, 12 probe sites (mean)" in result.stdout
     assert "│ blue    │    12 │        6 │        6 │      2 │" in result.stdout  # identical texts: one group per label
     assert "red red red" in result.stdout  # an example, decoded with the tokenizer's own spacing
 
-    bad = runner.invoke(app, ["datasets", "preview", "labeled_sequences", "--params", "{sequence_length: 2}"])
+    bad = runner.invoke(app, ["datasets", "preview", "labeled_sequences", "--model", "minilm", "--params",
+                              "{sequence_length: 16}"])
     assert bad.exit_code == 2 and "error: --params: source: Field required" in bad.stderr
-    unknown = runner.invoke(app, ["datasets", "preview", "nope"])
+    no_model = runner.invoke(app, ["datasets", "preview", "labeled_sequences"])
+    assert no_model.exit_code == 2 and "--model" in no_model.output  # which tokenizer: the user must say
+    unknown = runner.invoke(app, ["datasets", "preview", "nope", "--model", "minilm"])
     assert unknown.exit_code == 2 and unknown.stderr.startswith("error: unknown datasets 'nope'.")
     assert "run spec" not in bad.stderr + unknown.stderr and "--params" not in unknown.stderr
 
 
-def test_a_run_whose_every_feature_is_skipped_says_so(tmp_path: Path) -> None:
+def test_a_run_whose_every_feature_is_skipped_says_so(tmp_path: Path, fake_model_plugin: str) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(SPEC + "min_per_class: 100000\n")
     result = runner.invoke(app, ["run", str(spec), "--output", str(tmp_path / "out")])

@@ -1,4 +1,9 @@
-"""The sweep on the real MiniLM: result rows checked against independent computations, resume, interruption."""
+"""The sweep on the in-memory FakeModel: result rows checked against independent computations, resume, interruption.
+
+Expected rows are recomputed from the fake model's closed form (``FakeModel.neuron_values``) and scikit-learn, not
+through the extraction engine. The end-to-end tests (test_cli.py's quickstart, faults/, plugins/) keep the real
+MiniLM.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +16,25 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
 from probekit.errors import RunError
-from probekit.extraction import extract_activations
 from probekit.registry import PluginRegistry
 from probekit.spec import validate_spec_text
 from probekit.sweep import run_sweep
-from probekit_plugins.datasets.text_features import TextFeatures
-from probekit_plugins.models.huggingface import MiniLM
+from probekit.testing import FakeModel
 
-DATASET_PARAMS = {"max_sequences": 60, "sequence_length": 64, "max_examples": 300, "min_positive_rate": 0.02}
+pytestmark = pytest.mark.usefixtures("fake_model_plugin")  # model plugin `fake`, registered through an entry point
+
+# three token features the fake model has detector neurons for, and is_not_ascii, which no token of these windows is
+FEATURES = ["all_digits", "leading_capital", "has_leading_space", "is_not_ascii"]
+DATASET_PARAMS = {"max_sequences": 60, "sequence_length": 64, "max_examples": 300, "min_positive_rate": 0.02,
+                  "features": FEATURES}
 
 
 def spec_text(output: Path, selectors: str = "  - plugin: mean_diff\n") -> str:
     return (
-        "models:\n  - plugin: minilm\n"
+        "models:\n  - plugin: fake\n"
         "datasets:\n  - plugin: text_features\n"
-        "    params: {max_sequences: 60, sequence_length: 64, max_examples: 300, min_positive_rate: 0.02}\n"
+        "    params: {max_sequences: 60, sequence_length: 64, max_examples: 300, min_positive_rate: 0.02,\n"
+        f"             features: [{', '.join(FEATURES)}]}}\n"
         f"layers: [0, 1]\nselectors:\n{selectors}ks: [1, 2]\noutput: {output}\n"
     )
 
@@ -38,17 +47,21 @@ def parts(run_dir: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((run_dir / "results").glob("*"))}
 
 
-def test_rows_agree_with_independent_computation(tmp_path: Path, minilm) -> None:
+def test_rows_agree_with_independent_computation(tmp_path: Path, fake_model: FakeModel) -> None:
     summary = run(spec_text(tmp_path / "run") + "split: {by: site}\n")  # the plain stratified split, as sklearn does
     table = pq.read_table(tmp_path / "run" / "results")
     features = sorted(set(table.column("feature").to_pylist()))
     assert summary.new_rows == table.num_rows == len(features) * 2 * 2  # features x layers x ks
     assert "all_digits" in features
 
-    # rebuild the data independently of the sweep and check the k=1 row of all_digits at layer 1
-    dataset = TextFeatures(TextFeatures.Params(**DATASET_PARAMS)).build(minilm.tokenizer)
+    # rebuild the data independently of the sweep and of the extraction engine (the closed form on each unpadded
+    # sequence, read at the feature's sites) and check the k=1 row of all_digits at layer 1
+    text_features = PluginRegistry().get("datasets", "text_features")
+    dataset = text_features(text_features.Params(**DATASET_PARAMS)).build(fake_model.tokenizer)
     feature = next(f for f in dataset.features if f.name == "all_digits")
-    X = extract_activations(minilm, dataset, [1], batch_tokens=16 * 64)[1][feature.sites]
+    sites = dataset.sites
+    X = np.stack([fake_model.neuron_values(dataset.sequences[sites.sequence[site]], [1])[1][sites.start[site]]
+                  for site in feature.sites])
     y = feature.labels
     train, test = train_test_split(np.arange(len(y)), test_size=0.3, random_state=42, stratify=y)
     train, test = np.sort(train), np.sort(test)
@@ -57,10 +70,11 @@ def test_rows_agree_with_independent_computation(tmp_path: Path, minilm) -> None
     row = next(r for r in table.to_pylist() if (r["feature"], r["layer"], r["k"]) == ("all_digits", 1, 1))
     assert row["neuron_indices"] == [int(np.argmax(gaps))]
     assert row["neurons"] == [f"L1.N{int(np.argmax(gaps))}"]
+    assert row["neuron_indices"] == [fake_model.planted_neurons(1)["digit"]]  # the planted digit detector
     assert (row["n_train"], row["n_test"]) == (len(train), len(test))
     scores = X[test][:, row["neuron_indices"]] @ np.asarray(row["coefficients"]) + row["intercept"]
     assert row["f1"] == pytest.approx(f1_score(y[test], scores > 0))
-    assert row["f1"] > 0.8  # digits are easy for a single MiniLM neuron
+    assert row["f1"] > 0.8  # one planted neuron reads digits
 
 
 def test_second_run_computes_nothing_and_loads_no_model(tmp_path: Path, monkeypatch) -> None:
@@ -70,7 +84,7 @@ def test_second_run_computes_nothing_and_loads_no_model(tmp_path: Path, monkeypa
     def no_loading(*args, **kwargs):
         raise AssertionError("the model was loaded although every cell was finished")
 
-    monkeypatch.setattr(MiniLM, "__init__", no_loading)
+    monkeypatch.setattr(FakeModel, "__init__", no_loading)
     summary = run(spec_text(tmp_path / "run"))
     assert summary.new_rows == 0
     assert summary.reused_cells == pq.read_table(tmp_path / "run" / "results").num_rows
@@ -120,7 +134,7 @@ def test_a_different_spec_cannot_reuse_the_directory(tmp_path: Path) -> None:
 
 
 def test_layer_beyond_the_model_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(RunError, match=r"model 'minilm' has 6 layers \(0-5\); no layer \[7\]"):
+    with pytest.raises(RunError, match=r"model 'fake' has 2 layers \(0-1\); no layer \[7\]"):
         run(spec_text(tmp_path / "run").replace("layers: [0, 1]", "layers: [0, 7]"))
 
 
@@ -142,35 +156,34 @@ def test_result_files_are_shared_readable_and_carry_selection_scores(tmp_path: P
 
 
 BROKEN_ADAPTER = """
-    from probekit.contracts import PluginParams
-    from probekit_plugins.models.huggingface import MiniLM
+    from probekit.testing import FakeModel
 
-    class Broken(MiniLM):
-        '''MiniLM whose weights cannot be loaded.'''
+    class Broken(FakeModel):
+        '''FakeModel whose extraction fails, as when the weights cannot be loaded.'''
 
-        def load_model(self):
+        def activations(self, batch, layers, sites):
             raise KeyError("weights.bin")
 """
 
 
 def test_a_failing_adapter_is_reported_by_name(tmp_path: Path, install_fake_distribution) -> None:
-    install_fake_distribution("broken-adapter", BROKEN_ADAPTER, {"probekit.models": {"broken_minilm": "Broken"}})
-    text = spec_text(tmp_path / "run").replace("plugin: minilm", "plugin: broken_minilm") + \
+    install_fake_distribution("broken-adapter", BROKEN_ADAPTER, {"probekit.models": {"broken_fake": "Broken"}})
+    text = spec_text(tmp_path / "run").replace("plugin: fake", "plugin: broken_fake") + \
         f"cache: {tmp_path / 'cache'}\n"
-    with pytest.raises(RunError, match="model 'broken_minilm' failed while extracting .*KeyError: 'weights.bin'"):
+    with pytest.raises(RunError, match="model 'broken_fake' failed while extracting .*KeyError: 'weights.bin'"):
         run(text)
 
 
 def test_on_bad_feature_error_stops_before_probing(tmp_path: Path) -> None:
     text = spec_text(tmp_path / "run") + "on_bad_feature: error\n"
-    with pytest.raises(RunError, match=r"dataset 'text_features', feature '\w+' \(model 'minilm'\): .*on_bad_feature"):
-        run(text)  # MiniLM cannot express capitalisation, so text_features reports skipped features
+    with pytest.raises(RunError, match=r"dataset 'text_features', feature '\w+' \(model 'fake'\): .*on_bad_feature"):
+        run(text)  # text_features reports is_not_ascii as skipped: no token of these windows is non-ASCII
     assert not (tmp_path / "run" / "results").exists()
 
 
 def test_min_per_class_skips_thin_features(tmp_path: Path) -> None:
     summary = run(spec_text(tmp_path / "run") + "min_per_class: 100\n")
-    reasons = [s["reason"] for s in summary.skipped_features]
+    reasons = [s.reason for s in summary.skipped_features]
     assert any("need 100 of each" in r for r in reasons)
 
 

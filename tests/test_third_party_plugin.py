@@ -108,6 +108,35 @@ def test_list_plugins_shows_the_third_party_plugins(site: Path, tmp_path: Path) 
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# the package's own tests use probekit's conformance kit
+
+
+def test_the_package_s_own_conformance_tests_pass(site: Path, tmp_path: Path) -> None:
+    """Its tests/test_conformance.py calls probekit.testing's check_selector and check_dataset, run by pytest in a
+    subprocess against the installed package, as the package's author would run them."""
+    tests = site.parent / "source" / "tests" / "test_conformance.py"  # the copy the package was built from
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # one interpreter: run pytest on the package's tests, then say where the plugin and the kit it used came from
+    # (imported only after pytest has loaded its own plugins, as in any pytest run)
+    script = ("import sys, pytest\n"
+              "code = pytest.main(sys.argv[1:])\n"
+              "import probekit.testing, probekit_example_plugin as plugin\n"
+              "print('plugin from', plugin.__file__, 'kit from', probekit.testing.__file__)\n"
+              "sys.exit(code)")
+    completed = subprocess.run(
+        [sys.executable, "-c", script, "-q", "-p", "no:cacheprovider", "--rootdir", str(tests.parent), str(tests)],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+    )
+    assert completed.returncode == 0, f"{completed.stdout}\n{completed.stderr}"
+    assert "4 passed" in completed.stdout
+    plugin_file, kit_file = completed.stdout.splitlines()[-1].removeprefix("plugin from ").split(" kit from ")
+    assert Path(plugin_file).resolve().is_relative_to(site.resolve())  # the installed copy, not the source tree
+    assert Path(kit_file).resolve().is_relative_to(REPO / "probekit")
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # the welch_t selector
 
 

@@ -96,7 +96,7 @@ def test_a_csv_without_its_label_column_names_the_column(tmp_path: Path) -> None
 
 
 def test_datasets_preview_of_an_unknown_plugin(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["datasets", "preview", "text_featurez"])
+    result = CliRunner().invoke(app, ["datasets", "preview", "text_featurez", "--model", "minilm"])
     assert result.exit_code == 2
     assert result.stderr.startswith("error: unknown datasets 'text_featurez'. Did you mean 'text_features'?")
     assert "run spec" not in result.stderr
