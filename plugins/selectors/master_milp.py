@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from probekit.api import RunError
+
 
 @dataclass(frozen=True)
 class MasterResult:
@@ -49,7 +51,8 @@ class MasterMILP:
         self._s = [model.s[j] for j in range(n_features)]
         solver = Highs()
         if not solver.available():
-            raise RuntimeError("HiGHS (highspy) is not available to Pyomo's appsi_highs interface")
+            raise RunError("osp needs the HiGHS solver, which Pyomo's appsi_highs interface cannot find: "
+                           "pip install highspy (it is a probekit dependency: reinstall probekit)")
         # HiGHS keeps one thread pool per process, sized by the first solve; a later solve asking for another
         # size fails outright (as if nothing were found) unless the pool is rebuilt
         highspy.Highs.resetGlobalScheduler(True)
