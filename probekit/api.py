@@ -16,8 +16,12 @@ from probekit.contracts import (
     Aggregation,
     BatchSites,
     DatasetPlugin,
+    ExecutionContext,
+    Executor,
     Feature,
     InputPath,
+    Job,
+    JobOutcome,
     ModelAdapter,
     NeuronWeights,
     Plugin,
@@ -29,6 +33,7 @@ from probekit.contracts import (
     SkippedFeature,
     TokenBatch,
     dataset_problems,
+    failure,
 )
 from probekit.datasets.alignment import (
     INSIDE,
@@ -97,6 +102,7 @@ from probekit.sites import reduce_to_sites
 
 if TYPE_CHECKING:
     from probekit.tracing import NNsightAdapter
+    from probekit.units import run_unit
 
 __all__ = [
     "API_VERSION",
@@ -124,14 +130,21 @@ __all__ = [
     "RankingSelector", "mean_difference", "top_k",
     # model adapters
     "NNsightAdapter", "hub_endpoint", "hub_problem", "reduce_to_sites", "unreachable_error",
+    # executors
+    "ExecutionContext", "Executor", "Job", "JobOutcome", "failure", "run_unit",
 ]
 
 
 def __getattr__(name: str) -> object:
-    """``NNsightAdapter`` is imported on first use: nnsight is heavy, and importing it early upsets some pytest
-    plugins (anyio), which a plugin package's test suite may load after importing probekit.api."""
+    """``NNsightAdapter`` and ``run_unit`` are imported on first use: nnsight and torch are heavy, and importing
+    them early upsets some pytest plugins (anyio), which a plugin package's test suite may load after importing
+    probekit.api."""
     if name == "NNsightAdapter":
         from probekit.tracing import NNsightAdapter
 
         return NNsightAdapter
+    if name == "run_unit":
+        from probekit.units import run_unit
+
+        return run_unit
     raise AttributeError(f"module 'probekit.api' has no attribute {name!r}")

@@ -120,6 +120,11 @@ class ActivationCache:
     def _paths(self, key: CacheKey) -> tuple[Path, Path]:
         return self.root / f"{key.digest}.npy", self.root / f"{key.digest}.json"
 
+    def has(self, key: CacheKey) -> bool:
+        """Whether an entry for ``key`` is present (not verified: :meth:`load` does that)."""
+        data, meta = self._paths(key)
+        return data.exists() and meta.exists()
+
     def load(self, key: CacheKey, shape: tuple[int, int]) -> np.ndarray | None:
         """The cached matrix as a read-only memory map, or None on a miss; a damaged entry is removed."""
         data, meta = self._paths(key)

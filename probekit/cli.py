@@ -1,4 +1,4 @@
-"""The ``probekit`` command line: run, validate, list-plugins, report."""
+"""The ``probekit`` command line: run, plan, validate, list-plugins, report, datasets, cache."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from probekit.registry import GROUPS, PluginRegistry
 from probekit.report import best_per_feature, best_table, markdown_report, selector_table, selectors_to_compare
 from probekit.results import RunDirectory
 from probekit.spec import load_spec
-from probekit.terminal import console, errors, escape, fail, show, user_errors, warn
+from probekit.terminal import console, errors, escape, fail, human_bytes, show, user_errors, warn
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -70,6 +70,9 @@ def main(
 def run(
     spec: Annotated[Path, typer.Argument(help="YAML run spec")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="run directory (overrides the spec)")] = None,
+    executor: Annotated[Optional[str], typer.Option(
+        "--executor", "-e", help="where units run: local, processes, slurm, ray, ... (overrides the spec's "
+        "executor; see `probekit list-plugins`)")] = None,
 ) -> None:
     """Run every (model, dataset feature, layer, selector, k) cell of a spec; re-running resumes."""
     from probekit.sweep import run_sweep  # keeps `--help` and `list-plugins` fast
@@ -78,7 +81,7 @@ def run(
     try:
         with user_errors("the run directory or the activation cache",
                          "every result part already written is complete; the run resumes from them"):
-            validated = load_spec(spec, PluginRegistry(), output)
+            validated = load_spec(spec, PluginRegistry(), output, executor)
             with progress_display() as progress:
                 summary = run_sweep(validated, progress)
             run_dir = RunDirectory(Path(summary.run_dir))
@@ -95,12 +98,26 @@ def run(
     for skipped in summary.skipped_features:
         console.print(f"skipped {skipped.feature} ({skipped.model} / {skipped.dataset}): {skipped.reason}",
                       markup=False, style="dim")
-    if table.num_rows == 0:
+    if table.num_rows == 0 and not summary.failed_units:
         warn("no result rows: every feature was skipped (see above), so there is nothing to report")
         return
-    print_summary(table)
+    if table.num_rows:
+        print_summary(table)
     console.print(f"{summary.new_rows} new result rows, {summary.reused_cells} cells already on disk; "
                   f"results in {run_dir.results_dir}, report in {run_dir.path / 'report.md'}", markup=False)
+    if summary.failed_units:
+        report_failed_units(summary.failed_units, summary.executor)
+        raise typer.Exit(1)
+
+
+def report_failed_units(failed: list[Any], executor: str) -> None:
+    """Each unit that still failed after its retries, with its error and log; the run is incomplete (exit 1)."""
+    errors.print(f"{len(failed)} unit(s) failed on executor '{executor}' after their retries; their cells are "
+                 "missing (finished cells are saved: run the same command again to retry them):",
+                 style="red", markup=False, highlight=False)
+    for unit in failed:
+        where = f" (log: {unit.log})" if unit.log else ""
+        errors.print(f"  {unit.name}: {unit.error}{where}", markup=False, highlight=False)
 
 
 @contextmanager
@@ -121,6 +138,40 @@ def print_summary(table: pa.Table) -> None:
     summaries = selectors_to_compare(table)
     if summaries:
         show(selector_table(summaries))
+
+
+@app.command()
+def plan(
+    spec: Annotated[Path, typer.Argument(help="YAML run spec")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="run directory (overrides the spec)")] = None,
+    executor: Annotated[Optional[str], typer.Option("--executor", "-e", help="executor to plan for")] = None,
+) -> None:
+    """Size a run before starting it: cells, units, tokens to extract, cache size, cells already done.
+
+    Loads tokenizers and configs, never model weights; reads the run directory without changing it."""
+    from probekit.plan import plan_sweep
+
+    with user_errors("the run directory", "nothing was written"):
+        validated = load_spec(spec, PluginRegistry(), output, executor)
+        planned = plan_sweep(validated)
+    table = Table("model", "dataset", "layers", "tokens", "sites", "features", "cells", "done", "probe units",
+                  "cache", title=f"plan: {spec} on executor '{planned.executor}' ({planned.parallelism} at once)")
+
+    def count(value: int | None) -> str:
+        return "?" if value is None else f"{value:,}"
+
+    for pair in planned.pairs:
+        table.add_row(pair.model, pair.dataset, count(pair.layers), count(pair.tokens), count(pair.sites),
+                      count(pair.features), count(pair.cells), count(pair.done), count(pair.probe_units),
+                      "?" if pair.cache_bytes is None else human_bytes(pair.cache_bytes))
+    show(table)
+    extraction = sum(pair.needs_extraction for pair in planned.pairs)
+    console.print(f"{planned.total('cells'):,} cells, {planned.total('done'):,} already done; "
+                  f"{extraction} extraction unit(s) at most (fewer when the cache holds them), "
+                  f"{planned.total('probe_units'):,} probe unit(s); {planned.total('tokens'):,} tokens to extract; "
+                  f"activation cache {human_bytes(planned.total('cache_bytes'))}", markup=False)
+    for pair in planned.unknown:
+        warn(f"{pair.model} / {pair.dataset}: unknown ({pair.problem})")
 
 
 @app.command()
@@ -206,9 +257,10 @@ def datasets_preview(
     """Build a dataset on a model's tokenizer (no weights loaded): class counts and marked examples."""
     import yaml
 
+    from probekit.errors import guarded
     from probekit.preview import NEGATIVE, POSITIVE, class_counts, feature_examples
     from probekit.spec import PluginRef, load_yaml, resolve_plugin, yaml_problem
-    from probekit.sweep import check_dataset, guarded
+    from probekit.units import check_dataset
 
     registry = PluginRegistry()
     try:

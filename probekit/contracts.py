@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -346,3 +347,85 @@ def plugin_summary(cls: type) -> str:
     """First line of a plugin class's docstring."""
     doc = (cls.__doc__ or "").strip()
     return doc.splitlines()[0] if doc else ""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Executors
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work for an executor: run ``probekit.units.run_unit(payload)`` somewhere, which returns a JSON
+    text. ``kind`` says what resources it needs: an ``extraction`` job loads a model (a GPU, where there is one); a
+    ``probe`` job only reads the activation cache (CPU). ``name`` is a short, file-safe label (e.g. for logs)."""
+
+    id: str
+    kind: Literal["extraction", "probe"]
+    name: str
+    payload: str
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a job ended: its JSON ``result``, or the ``error`` it failed with (and where its ``log`` is, if any)."""
+
+    job: Job
+    result: str | None = None
+    error: str | None = None
+    log: str | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionContext:
+    """What an executor may need to know before it starts: the run directory (for its own logs), the activation
+    cache, and whether the spec gave these paths as written (cluster executors need paths every node sees)."""
+
+    run_dir: Path
+    cache_dir: Path | None
+    paths_absolute: bool
+
+    def log_path(self, job: Job) -> Path:
+        """Where a job's log goes when the executor keeps none of its own: ``logs/<job name>.log`` in the run
+        directory (created)."""
+        logs = self.run_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        return logs / f"{job.name}.log"
+
+
+def failure(job: Job, error: BaseException, context: ExecutionContext | None) -> JobOutcome:
+    """The outcome of a job that raised ``error``: its one-line message, and its traceback written to the job's log
+    (when there is a run directory to write it to)."""
+    log = None
+    if context is not None:
+        path = context.log_path(job)
+        path.write_text("".join(traceback.format_exception(error)))
+        log = str(path)
+    return JobOutcome(job, error=f"{type(error).__name__}: {error}", log=log)
+
+
+class Executor(Plugin):
+    """Runs jobs (units of a sweep) where the compute is: in this process, in worker processes, on a cluster.
+
+    An executor never changes results: only where and when jobs run. Jobs are independent and pass data by path
+    (the run directory and the activation cache), so every worker must see those paths.
+    """
+
+    @property
+    def parallelism(self) -> int:
+        """How many jobs run at once (the driver cuts probe units so that each worker gets about two)."""
+        return 1
+
+    def check(self, context: ExecutionContext) -> None:
+        """Raise :class:`~probekit.errors.RunError` naming the fix when this executor cannot run here (a missing
+        command or package, an unreachable cluster, paths that workers would not see). Called before any work."""
+
+    @abstractmethod
+    def run(self, jobs: Sequence[Job]) -> Iterator[JobOutcome]:
+        """Run every job (in any order, as parallel as the executor goes) and yield each one's outcome as it ends.
+        A job that raises yields an outcome with its ``error``; the core decides about retries."""
+
+    def cancel(self) -> None:
+        """Stop jobs still running or queued (the user interrupted the run); called from the driver's thread."""
+
+    def close(self) -> None:
+        """Release what the executor started (worker processes, a local cluster)."""

@@ -5,6 +5,11 @@ The CLI prints these as messages (exit code 2) instead of tracebacks; anything e
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class ProbekitError(Exception):
     """A problem caused by the user's input, with a message that says what and where."""
@@ -26,3 +31,13 @@ class PluginError(ProbekitError):
 
 class RunError(ProbekitError):
     """A run that cannot go on (bad data, a failing plugin); finished results stay on disk."""
+
+
+def guarded(action: Callable[[], T], what: str) -> T:
+    """Run a plugin's code; an unexpected exception becomes a :class:`RunError` naming the plugin (``what``)."""
+    try:
+        return action()
+    except ProbekitError:
+        raise
+    except Exception as error:  # third-party code can fail in any way; name it instead of dumping a traceback
+        raise RunError(f"{what}: {type(error).__name__}: {error}") from error

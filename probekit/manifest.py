@@ -20,7 +20,7 @@ from probekit import __version__
 from probekit.files import now
 
 #: the layout written by this probekit; bump it (and add an upgrade to ``_UPGRADES``) when the layout changes
-MANIFEST_FORMAT = 2
+MANIFEST_FORMAT = 3
 
 #: packages whose versions are recorded in every manifest
 RECORDED_PACKAGES = ("torch", "nnsight", "transformers", "tokenizers", "scikit-learn", "numpy", "pyarrow", "pydantic")
@@ -65,6 +65,8 @@ class RunRecord(_Record):
     probekit: str
     python: str
     packages: dict[str, str]
+    #: where its units ran: the executor plugin and its params (format 3; None in older documents)
+    executor: dict[str, Any] | None = None
 
     @classmethod
     def starting_now(cls) -> RunRecord:
@@ -171,8 +173,13 @@ def _from_format_1(document: dict[str, Any]) -> dict[str, Any]:
     return {**document, "format": 2}
 
 
+def _from_format_2(document: dict[str, Any]) -> dict[str, Any]:
+    """Format 3 records each run's executor; runs before executors existed ran in-process (``executor`` None)."""
+    return {**document, "format": 3}
+
+
 #: format N -> the function that turns a format-N document into a format-(N + 1) one
-_UPGRADES = {1: _from_format_1}
+_UPGRADES = {1: _from_format_1, 2: _from_format_2}
 
 
 def package_versions() -> dict[str, str]:

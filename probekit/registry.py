@@ -20,7 +20,7 @@ from importlib.metadata import EntryPoint, distributions
 
 from pydantic import BaseModel
 
-from probekit.contracts import API_VERSION, DatasetPlugin, ModelAdapter, Plugin, Selector, plugin_summary
+from probekit.contracts import API_VERSION, DatasetPlugin, Executor, ModelAdapter, Plugin, Selector, plugin_summary
 from probekit.errors import PluginError
 
 #: spec section / CLI name -> (entry-point group, base class every plugin of the group subclasses)
@@ -28,6 +28,7 @@ GROUPS: dict[str, tuple[str, type[Plugin]]] = {
     "models": ("probekit.models", ModelAdapter),
     "datasets": ("probekit.datasets", DatasetPlugin),
     "selectors": ("probekit.selectors", Selector),
+    "executors": ("probekit.executors", Executor),
 }
 
 #: the methods the core calls on a plugin of each group, checked against the contract's signature when the plugin
@@ -40,6 +41,7 @@ CALLED_METHODS: dict[str, tuple[str, ...]] = {
     "models": ("activations",),
     "datasets": ("build",),
     "selectors": ("select", "ks_problem"),
+    "executors": ("run", "check"),
 }
 
 #: ``api_version`` values this probekit loads, ``API_VERSION`` (the newest) among them

@@ -156,7 +156,7 @@ class RunDirectory:
                 tables.append(pq.read_table(part, schema=RESULT_SCHEMA, page_checksum_verification=True))
             except (pa.ArrowException, OSError, ValueError) as error:
                 damaged.append(DamagedPart(part, f"{type(error).__name__}: {error}"))
-        return (pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()), damaged
+        return (_first_of_each_cell(pa.concat_tables(tables)) if tables else RESULT_SCHEMA.empty_table()), damaged
 
     def finished_cells(self) -> set[str]:
         """cell ids of every row already written (damaged parts hold none: their cells are recomputed)."""
@@ -190,6 +190,18 @@ class RunDirectory:
             log.warning("skipping damaged result part %s (%s); `probekit run` with the same spec computes its "
                         "cells again", part.path, part.problem)
         return table
+
+
+def _first_of_each_cell(table: pa.Table) -> pa.Table:
+    """One row per cell: two units that computed the same cell (a retry racing a slow original on a cluster) each
+    wrote a part with it; the rows agree but for timings, and the first part's row (in name order) is kept."""
+    seen: set[str] = set()
+    keep = []
+    for index, cell in enumerate(table.column("cell_id").to_pylist()):
+        if cell not in seen:
+            seen.add(cell)
+            keep.append(index)
+    return table if len(keep) == table.num_rows else table.take(keep)
 
 
 def _describe_holder(text: str) -> str:

@@ -61,6 +61,17 @@ class ExtractionSettings(_Strict):
     batch_tokens: int = Field(4096, ge=1, description="padded tokens per forward pass (e.g. 32 sequences x 128)")
 
 
+class ExecutorRef(_Strict):
+    """Where the sweep's units run (see docs/distributed.md). Changes where and when, never results: it does not
+    count in the fingerprint."""
+
+    plugin: str = Field("local", description="executor plugin: local, processes, slurm, ray, ...")
+    params: dict[str, Any] = Field(default_factory=dict, description="validated by the executor's own Params")
+    pairs_per_unit: int = Field(32, ge=1, description="(feature, layer) pairs per probe unit at most; fewer when "
+                                "that keeps every worker busy")
+    max_retries: int = Field(1, ge=0, description="times a failed unit is submitted again")
+
+
 #: layers are checked against the model when it loads; until then no index may exceed this (no model is deeper)
 MAX_LAYER = 1023
 #: the largest prefilter (no model has more neurons per layer); ks are bounded by the prefilter
@@ -116,6 +127,7 @@ class RunSpec(_Strict):
     probe: ProbeSettings = Field(default_factory=ProbeSettings)
     split: SplitSettings = Field(default_factory=SplitSettings)
     extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
+    executor: ExecutorRef = Field(default_factory=ExecutorRef)
     output: Path = Field(Path("runs/run"), description="run directory (relative to the working directory)")
     cache: Path | None = Field(
         Path(".probekit-cache"), description="activation cache directory, shared by runs; null keeps none"
@@ -147,8 +159,8 @@ class RunSpec(_Strict):
     @property
     def fingerprint(self) -> str:
         """Hash of what determines the results: the normalised spec with defaults filled in, without the name,
-        the output and cache directories and the extraction batch size (speed and memory only)."""
-        content = self.model_dump(mode="json", exclude={"name", "output", "cache", "extraction"})
+        the output and cache directories, the extraction batch size and the executor (where, when, how fast)."""
+        content = self.model_dump(mode="json", exclude={"name", "output", "cache", "extraction", "executor"})
         for group in ("models", "datasets", "selectors"):
             for ref in content[group]:
                 ref["label"] = ref["label"] or ref["plugin"]
@@ -177,9 +189,11 @@ class ValidatedSpec:
     models: list[ResolvedPlugin]
     datasets: list[ResolvedPlugin]
     selectors: list[ResolvedPlugin]
+    executor: ResolvedPlugin
 
 
-def load_spec(path: Path | str, registry: PluginRegistry, output: Path | None = None) -> ValidatedSpec:
+def load_spec(path: Path | str, registry: PluginRegistry, output: Path | None = None,
+              executor: str | None = None) -> ValidatedSpec:
     """Read, validate and resolve a YAML run spec; raise :class:`SpecError` listing every problem."""
     path = Path(path)
     source = str(path)
@@ -189,13 +203,15 @@ def load_spec(path: Path | str, registry: PluginRegistry, output: Path | None = 
         raise SpecError(source, ["file not found"]) from None
     except (OSError, UnicodeDecodeError) as error:
         raise SpecError(source, [f"cannot read file: {error}"]) from None
-    return validate_spec_text(text, source, registry, output, base_dir=path.resolve().parent)
+    return validate_spec_text(text, source, registry, output, base_dir=path.resolve().parent, executor=executor)
 
 
 def validate_spec_text(
-    text: str, source: str, registry: PluginRegistry, output: Path | None = None, base_dir: Path | None = None
+    text: str, source: str, registry: PluginRegistry, output: Path | None = None, base_dir: Path | None = None,
+    executor: str | None = None,
 ) -> ValidatedSpec:
-    """Validate spec YAML ``text``; ``source`` names it in messages; ``output`` overrides the spec's output;
+    """Validate spec YAML ``text``; ``source`` names it in messages; ``output`` overrides the spec's output and
+    ``executor`` its executor plugin (with that plugin's default params unless the spec names the same one);
     relative input paths in plugin params (see ``InputPath``) are resolved from ``base_dir`` (the spec file's
     directory) when given, else from the working directory."""
     try:
@@ -207,6 +223,10 @@ def validate_spec_text(
         raise SpecError(source, ["the spec must be a YAML mapping (models:, datasets:, selectors:, ...)"])
     if output is not None:
         data["output"] = str(output)
+    if executor is not None:
+        section = data.get("executor") if isinstance(data.get("executor"), dict) else {}
+        data["executor"] = {**section, "plugin": executor,
+                            "params": section.get("params", {}) if section.get("plugin") == executor else {}}
 
     problems: list[str] = []
     try:
@@ -236,13 +256,22 @@ def validate_spec_text(
                     problem = _ks_problem(plugin, spec.ks, spec.prefilter)
                     if problem:
                         problems.append(_problem((group, index, "params"), problem, lines))
-    if problems or spec is None:
+    executor_plugin = None
+    if spec is not None:
+        executor_ref = PluginRef(plugin=spec.executor.plugin, params=spec.executor.params)
+        from_option = executor is not None  # named by `--executor`, not by a line of the file
+        executor_plugin, own_problems = _resolve(registry, "executors", executor_ref, ("executor",),
+                                                 {} if from_option else lines, base_dir)
+        problems += [f"--executor {executor}: {problem}" if from_option else problem for problem in own_problems]
+    if problems or spec is None or executor_plugin is None:
         raise SpecError(source, problems)
     # record the normalised params (defaults filled in), so the fingerprint changes when any effective value does
     for group in ("models", "datasets", "selectors"):
         for ref, plugin in zip(getattr(spec, group), resolved[group]):
             ref.params = plugin.params.model_dump(mode="json")
-    return ValidatedSpec(spec, source, resolved["models"], resolved["datasets"], resolved["selectors"])
+    spec.executor.params = executor_plugin.params.model_dump(mode="json")
+    return ValidatedSpec(spec, source, resolved["models"], resolved["datasets"], resolved["selectors"],
+                         executor_plugin)
 
 
 def resolve_plugin(registry: PluginRegistry, group: str, ref: PluginRef, params_option: str) -> ResolvedPlugin:

@@ -1,290 +1,221 @@
-"""The sweep: for each model and dataset extract every layer once, then for each feature x layer split, prefilter,
-run every selector over all ks, retrain the probe and stream the result rows to the run directory.
+"""The driver of a sweep: cut the spec into units (see :mod:`probekit.units`), hand them to the spec's executor,
+retry the ones that fail, and keep the run directory's manifest.
+
+Two phases: every pending (model, dataset) first gets an extraction unit (unless its prepared dataset and cached
+activations are already there), then the (feature, layer) pairs with cells still to do are cut into probe units. The
+driver alone writes ``run.json``; units write only result parts, the prepared datasets and the activation cache.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import math
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import numpy as np
-from threadpoolctl import threadpool_limits
-
-from probekit.cache import ActivationCache, CacheKey
-from probekit.contracts import Feature, ModelAdapter, ProbingDataset, Selection, Selector, dataset_problems
-from probekit.errors import ProbekitError, RunError
-from probekit.extraction import iter_activation_batches
-from probekit.manifest import DatasetCounts, FeatureCounts, RunManifest, SkippedRecord
-from probekit.probing import fit_and_evaluate, mean_difference, top_k
+from probekit.cache import ActivationCache
+from probekit.cells import cell_id, usable_features
+from probekit.contracts import ExecutionContext, Executor, Job, JobOutcome
+from probekit.errors import RunError, guarded
+from probekit.manifest import DatasetCounts, SkippedRecord
 from probekit.progress import NoProgress, ProgressDisplay
 from probekit.results import RunDirectory
-from probekit.spec import ResolvedPlugin, SplitSettings, ValidatedSpec
-from probekit.splits import Split, SplitError, f1_interval, site_groups, split_feature
+from probekit.spec import ValidatedSpec
+from probekit.units import PreparedDataset, Unit, make_job, prepared_path, read_prepared
+
+
+@dataclass(frozen=True)
+class FailedUnit:
+    """A unit that still failed after its retries: what it was, its last error, and where its log is."""
+
+    name: str
+    error: str
+    log: str | None
 
 
 @dataclass
 class SweepSummary:
-    """What a run did: rows written now, cells already on disk before it started, features skipped."""
+    """What a run did: rows written now, cells already on disk before it started, features skipped, and the units
+    that failed (their cells are missing; running the same command again retries them)."""
 
     run_dir: str
+    executor: str = "local"
     new_rows: int = 0
     reused_cells: int = 0
     skipped_features: list[SkippedRecord] = field(default_factory=list)
-
-
-def cell_id(fingerprint: str, *key: Any) -> str:
-    """Stable id of one (model, dataset, feature, layer, selector, k) cell of a spec."""
-    return hashlib.sha256(json.dumps([fingerprint, *key]).encode()).hexdigest()[:20]
-
-
-def resolve_layers(requested: str | list[int], n_layers: int, model: str) -> list[int]:
-    """The spec's layers for a model with ``n_layers`` blocks, or a clear error for a layer it lacks."""
-    if isinstance(requested, str):  # "all", the only string the spec accepts
-        return list(range(n_layers))
-    missing = [layer for layer in requested if layer >= n_layers]
-    if missing:
-        raise RunError(f"layers: model '{model}' has {n_layers} layers (0-{n_layers - 1}); no layer {missing}")
-    return list(requested)
+    failed_units: list[FailedUnit] = field(default_factory=list)
 
 
 def run_sweep(validated: ValidatedSpec, progress: ProgressDisplay | None = None) -> SweepSummary:
-    """Run every cell of the spec that is not already in its run directory (holding the directory's lock)."""
-    run_dir = RunDirectory(validated.spec.output)
+    """Run every cell of the spec that is not already in its run directory, on the spec's executor (holding the
+    directory's lock). A spec without a cache gets a scratch cache inside the run directory, removed at the end."""
+    spec = validated.spec
+    run_dir = RunDirectory(spec.output)
     with ExitStack() as stack:
         stack.enter_context(run_dir.locked())
-        cache_root = validated.spec.cache or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="probekit-")))
-        return Sweep(validated, run_dir, ActivationCache(cache_root), progress or NoProgress()).run()
+        if spec.cache is not None:
+            cache = spec.cache.resolve()
+        else:  # inside the run directory, so that every worker that sees the run directory sees it too
+            cache = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".scratch-cache-", dir=run_dir.path)))
+        paths_absolute = spec.output.is_absolute() and (spec.cache is None or spec.cache.is_absolute())
+        context = ExecutionContext(run_dir.path.resolve(), cache, paths_absolute)
+        name = validated.executor.name
+        executor: Executor = guarded(validated.executor.instantiate, f"executor '{name}' failed to start")
+        stack.callback(executor.close)
+        guarded(lambda: executor.check(context), f"executor '{name}' cannot run here")
+        try:
+            return Sweep(validated, run_dir, context, executor, progress or NoProgress()).run()
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop what is queued or running (finished parts stay)
+            executor.cancel()
+            raise
+
+
+def probe_unit_size(n_pairs: int, pairs_per_unit: int, parallelism: int) -> int:
+    """(feature, layer) pairs per probe unit: at most ``pairs_per_unit``, fewer when that keeps every worker busy
+    (about two units per worker in all)."""
+    return max(1, min(pairs_per_unit, math.ceil(n_pairs / (2 * max(1, parallelism)))))
 
 
 class Sweep:
-    """One run of a validated spec into its run directory."""
+    """One run of a validated spec into its run directory, on one executor."""
 
-    def __init__(self, validated: ValidatedSpec, run_dir: RunDirectory, cache: ActivationCache,
-                 progress: ProgressDisplay) -> None:
-        self.validated, self.spec, self.cache, self.progress = validated, validated.spec, cache, progress
+    def __init__(self, validated: ValidatedSpec, run_dir: RunDirectory, context: ExecutionContext,
+                 executor: Executor, progress: ProgressDisplay) -> None:
+        self.validated, self.spec, self.executor, self.progress = validated, validated.spec, executor, progress
+        self.run_dir, self.context = run_dir, context
         self.fingerprint = self.spec.fingerprint
-        self.run_dir = run_dir
-        self.manifest = self.run_dir.open(self.spec.model_dump(mode="json"), self.fingerprint, validated.source)
-        if self.run_dir.set_aside_damaged():
+        self.manifest = run_dir.open(self.spec.model_dump(mode="json"), self.fingerprint, validated.source)
+        self.manifest.runs[-1].executor = {"plugin": validated.executor.name,
+                                           "params": validated.executor.params.model_dump(mode="json")}
+        if run_dir.set_aside_damaged():
             self.manifest.forget_completed()
-        self.finished = self.run_dir.finished_cells()
-        self.summary = SweepSummary(str(self.run_dir.path), reused_cells=len(self.finished))
-        self.selectors = [(ref, guarded(ref.instantiate, f"selector '{ref.label}' failed to start"))
-                          for ref in validated.selectors]
+        run_dir.write_manifest(self.manifest)
+        self.finished = run_dir.finished_cells()
+        self.summary = SweepSummary(str(run_dir.path), validated.executor.name, reused_cells=len(self.finished))
+        # what units see: the same spec, with the paths every worker resolves the same way
+        self.unit_spec = {**self.spec.model_dump(mode="json"), "output": str(context.run_dir),
+                          "cache": str(context.cache_dir)}
 
     def run(self) -> SweepSummary:
-        for model_ref in self.validated.models:
-            pending = [d for d in self.validated.datasets if not self.manifest.is_completed(model_ref.label, d.label)]
-            if pending:  # when every result of a model is on disk, not even its config is read
-                self._model(model_ref, pending)
-        self.manifest.finish_run()
+        pending = [(m.label, d.label) for m in self.validated.models for d in self.validated.datasets
+                   if not self.manifest.is_completed(m.label, d.label)]
+        prepared = self._prepare(pending)
+        pairs = {pair: self._pairs_to_do(pair, dataset) for pair, dataset in prepared.items()}
+        size = probe_unit_size(sum(map(len, pairs.values())), self.spec.executor.pairs_per_unit,
+                               self.executor.parallelism)
+        probe_units = {pair: [Unit("probe", *pair, tuple(todo[start:start + size]))
+                              for start in range(0, len(todo), size)] for pair, todo in pairs.items()}
+        cells_to_do = sum(len(self._unfinished(pair, feature, layer))
+                          for pair, todo in pairs.items() for feature, layer in todo)
+        self.run_dir.write_manifest(self.manifest)
+
+        task = self.progress.add_task("probe cells", total=cells_to_do)
+
+        def advance(outcome: dict[str, Any]) -> None:
+            self.summary.new_rows += outcome["rows"]
+            self.progress.advance(task, outcome["rows"])
+
+        done = self._run_units([unit for units in probe_units.values() for unit in units], advance)
+        self.progress.remove_task(task)
+        for pair, units in probe_units.items():
+            if all(unit in done for unit in units):
+                self.manifest.mark_completed(*pair)
+        if not self.summary.failed_units:
+            self.manifest.finish_run()
         self.run_dir.write_manifest(self.manifest)
         self.summary.skipped_features = list(self.manifest.skipped_features)
         return self.summary
 
-    def _model(self, model_ref: ResolvedPlugin, datasets: list[ResolvedPlugin]) -> None:
-        task = self.progress.add_task(f"load {model_ref.label} (tokenizer and config)", total=None)
-        adapter = guarded(model_ref.instantiate, f"model '{model_ref.label}' failed to load")
-        self.progress.remove_task(task)
-        layers = resolve_layers(self.spec.layers, adapter.n_layers, model_ref.label)
-        available = min(self.spec.prefilter, adapter.d_mlp)
-        if max(self.spec.ks) > available:
-            raise RunError(f"ks: k = {max(self.spec.ks)} exceeds the {available} neurons available per layer of "
-                           f"'{model_ref.label}'")
-        for dataset_ref in datasets:
-            self._dataset(adapter, model_ref.label, dataset_ref, layers)
-            self.manifest.mark_completed(model_ref.label, dataset_ref.label)
-            self.run_dir.write_manifest(self.manifest)
+    # -- phase 1: extraction ---------------------------------------------------------------------------------------
 
-    def _dataset(self, adapter: ModelAdapter, model: str, dataset_ref: ResolvedPlugin, layers: list[int]) -> None:
-        task = self.progress.add_task(f"build {dataset_ref.label}", total=None)
-        dataset = guarded(lambda: dataset_ref.instantiate().build(adapter.tokenizer),
-                          f"dataset '{dataset_ref.label}' failed to build for model '{model}'")
-        self.progress.remove_task(task)
-        check_dataset(dataset, dataset_ref, model)
-        features = usable_features(dataset, model, dataset_ref.label, self.manifest, self.spec.min_per_class,
-                                   self.spec.on_bad_feature, self.spec.split)
-        self.manifest.record_dataset(model, dataset_ref.label, dataset_counts(dataset))
-        key = (model, dataset_ref.label)
+    def _prepare(self, pending: list[tuple[str, str]]) -> dict[tuple[str, str], PreparedDataset]:
+        """The prepared dataset of every pending (model, dataset), running the extraction units still needed."""
+        ready = {pair: self._reusable(pair) for pair in pending}
+        to_extract = [Unit("extraction", *pair) for pair, dataset in ready.items() if dataset is None]
+        if to_extract:
+            task = self.progress.add_task("extract (model, dataset) pairs", total=len(to_extract))
+            self._run_units(to_extract, lambda outcome: self.progress.advance(task))
+            self.progress.remove_task(task)
+        prepared = {}
+        for pair, dataset in ready.items():
+            if dataset is None:
+                try:
+                    dataset = read_prepared(prepared_path(self.run_dir, *pair))
+                except RunError:
+                    continue  # its extraction unit failed: listed in the summary
+            self.manifest.record_dataset(*pair, DatasetCounts.model_validate(dataset.counts))
+            prepared[pair] = dataset
+        return prepared
 
-        def cell(feature: str, layer: int, selector: str, k: int) -> str:
-            return cell_id(self.fingerprint, *key, feature, layer, selector, k)
-
-        todo = [(f, split, layer) for f, split in features for layer in layers
-                if any(cell(f.name, layer, s.label, k) not in self.finished
-                       for s, _ in self.selectors for k in self.spec.ks)]
-        if not todo:
-            return
-        activations = guarded(
-            lambda: cached_activations(adapter, dataset, sorted({layer for _, _, layer in todo}), self.cache,
-                                       self.spec.extraction.batch_tokens, self.progress, key),
-            f"model '{model}' failed while extracting activations for '{dataset_ref.label}'",
-        )
-        shared = {"model": model, "model_identity": adapter.identity, "dataset": dataset_ref.label,
-                  "dataset_fingerprint": dataset.fingerprint, "spec_fingerprint": self.fingerprint}
-        task = self.progress.add_task(f"probe {model} / {dataset_ref.label}", total=len(todo))
-        for feature, split, layer in todo:
-            rows = probe_cells(self.validated, self.selectors, activations[layer][feature.sites], feature, split, layer,
-                               cell, self.finished)
-            self.run_dir.append([{**row, **shared} for row in rows])
-            self.summary.new_rows += len(rows)
-            self.progress.advance(task)
-
-
-def cached_activations(
-    adapter: ModelAdapter,
-    dataset: ProbingDataset,
-    layers: list[int],
-    cache: ActivationCache,
-    batch_tokens: int,
-    progress: ProgressDisplay,
-    labels: tuple[str, str],
-) -> dict[int, np.ndarray]:
-    """Every layer's activations at the dataset's sites, from the cache or extracted in one pass and cached."""
-    shape = (len(dataset.sites), adapter.d_mlp)
-    keys = {layer: CacheKey(adapter.identity, dataset.activation_fingerprint, layer) for layer in layers}
-    found = {layer: cache.load(key, shape) for layer, key in keys.items()}
-    missing = {layer: key for layer, key in keys.items() if found[layer] is None}
-    if missing:
-        task = progress.add_task(f"extract {labels[0]} / {labels[1]}", total=len(dataset.sites))
-        batches = iter_activation_batches(adapter, dataset, sorted(missing), batch_tokens)
-        cache.store(missing, shape, batches, labels={"model": labels[0], "dataset": labels[1]},
-                    on_batch=lambda n: progress.advance(task, n))
-        found.update({layer: cache.load(key, shape) for layer, key in missing.items()})
-    return found  # type: ignore[return-value]
-
-
-def dataset_counts(dataset: ProbingDataset) -> DatasetCounts:
-    """What a dataset really holds (it may fall short of what its params asked for): sequences, sites, source
-    groups, and per feature its positive and negative sites and the groups they come from."""
-    groups = site_groups(dataset)
-    return DatasetCounts(
-        fingerprint=dataset.fingerprint, sequences=len(dataset.sequences), sites=len(dataset.sites),
-        groups=len(np.unique(groups)),
-        features={feature.name: FeatureCounts(positive=int(feature.labels.sum()),
-                                              negative=int((~feature.labels).sum()),
-                                              groups=len(np.unique(groups[feature.sites])))
-                  for feature in dataset.features},
-    )
-
-
-def check_dataset(dataset: ProbingDataset, dataset_ref: ResolvedPlugin, model: str) -> None:
-    """Stop with the plugin's name when its ``build`` returned something the sweep cannot probe soundly."""
-    problems = dataset_problems(dataset)
-    if problems:
-        plugin = f"{dataset_ref.cls.__module__}.{dataset_ref.cls.__qualname__}"
-        raise RunError(f"dataset '{dataset_ref.label}' (plugin '{dataset_ref.name}', {plugin}) built an unusable "
-                       f"dataset for model '{model}': {'; '.join(problems)}")
-
-
-T = TypeVar("T")
-
-
-def guarded(action: Callable[[], T], what: str) -> T:
-    """Run a plugin's code; an unexpected exception becomes a :class:`RunError` naming the plugin."""
-    try:
-        return action()
-    except ProbekitError:
-        raise
-    except Exception as error:  # third-party code can fail in any way; name it instead of dumping a traceback
-        raise RunError(f"{what}: {type(error).__name__}: {error}") from error
-
-
-def usable_features(
-    dataset: ProbingDataset, model: str, name: str, manifest: RunManifest, min_per_class: int,
-    on_bad_feature: str, split: SplitSettings,
-) -> list[tuple[Feature, Split]]:
-    """Features with at least ``min_per_class`` sites of each class and a sound train/test split (see
-    probekit.splits), with that split. The others are recorded in the manifest's skipped features with the reason
-    (once), or stop the run when ``on_bad_feature`` is 'error'."""
-    usable = []
-    groups = site_groups(dataset)
-
-    def skip(feature: str, reason: str) -> None:
-        if on_bad_feature == "error":
-            raise RunError(f"dataset '{name}', feature '{feature}' (model '{model}'): {reason} "
-                           "(on_bad_feature: error; set it to 'skip' to go on without the feature)")
-        manifest.record_skipped(model, name, feature, reason)
-
-    for unavailable in dataset.skipped:
-        skip(unavailable.name, unavailable.reason)
-    for feature in dataset.features:
-        positives = int(feature.labels.sum())
-        negatives = len(feature.labels) - positives
-        if min(positives, negatives) < min_per_class:
-            skip(feature.name, f"{positives} positive / {negatives} negative sites; need {min_per_class} of each")
-            continue
+    def _reusable(self, pair: tuple[str, str]) -> PreparedDataset | None:
+        """The prepared dataset an earlier run of this spec left, when its activations are all in the cache."""
         try:
-            usable.append((feature, split_feature(feature.labels, groups[feature.sites], split.test_fraction,
-                                                  split.seed, split.by)))
-        except SplitError as error:
-            skip(feature.name, str(error))
-    return usable
+            dataset = read_prepared(prepared_path(self.run_dir, *pair))
+        except RunError:
+            return None
+        cache = ActivationCache(self.context.cache_dir)  # type: ignore[arg-type]
+        if dataset.spec_fingerprint != self.fingerprint or not all(
+                cache.has(dataset.cache_key(layer)) for layer in dataset.layers):
+            return None
+        return dataset
 
+    # -- phase 2: probing ------------------------------------------------------------------------------------------
 
-def probe_cells(
-    validated: ValidatedSpec,
-    selectors: Sequence[tuple[ResolvedPlugin, Selector]],
-    X: np.ndarray,
-    feature: Feature,
-    split: Split,
-    layer: int,
-    cell: Callable[[str, int, str, int], str],
-    finished: set[str],
-) -> list[dict[str, Any]]:
-    """Result rows of one feature at one layer: every selector, every k not yet finished."""
-    spec = validated.spec
-    y = feature.labels
-    train, test = split.train, split.test
-    candidates = top_k(mean_difference(X[train], y[train]), min(spec.prefilter, X.shape[1]))
-    X_train, X_test = X[train], X[test]
-    rows = []
-    for ref, selector in selectors:
-        ks = [k for k in spec.ks if cell(feature.name, layer, ref.label, k) not in finished]
-        if not ks:
-            continue
-        started = time.perf_counter()
-        selections = guarded(lambda: selector.select(X_train[:, candidates], y[train], ks),
-                             f"selector '{ref.label}' failed on feature '{feature.name}', layer {layer}")
-        select_seconds = time.perf_counter() - started
-        with threadpool_limits(limits=1, user_api="blas"):  # tiny fits: BLAS threads only add overhead (4x)
-            for k in ks:
-                chosen = candidates[checked_selection(selections, k, len(candidates), ref.label)]
-                started = time.perf_counter()
-                fit = fit_and_evaluate(X_train[:, chosen], y[train], X_test[:, chosen], y[test],
-                                       spec.probe.C, spec.probe.max_iter)
-                f1_low, f1_high = f1_interval(y[test], fit.predictions, split.test_groups, spec.split.seed)
-                scores = selections[k].scores
-                rows.append({
-                    "cell_id": cell(feature.name, layer, ref.label, k),
-                    "feature": feature.name, "layer": layer, "selector": ref.label, "k": k,
-                    "neurons": [f"L{layer}.N{n}" for n in chosen], "neuron_indices": chosen.tolist(),
-                    "coefficients": fit.coefficients.tolist(), "intercept": fit.intercept, **fit.metrics,
-                    "f1_low": f1_low, "f1_high": f1_high,
-                    "n_train": len(train), "n_test": len(test),
-                    "n_train_groups": split.n_train_groups, "n_test_groups": split.n_test_groups,
-                    "n_train_positive": int(y[train].sum()), "n_test_positive": int(y[test].sum()),
-                    "prefilter_size": len(candidates), "select_seconds": select_seconds,
-                    "fit_seconds": time.perf_counter() - started,
-                    "selection_scores": None if scores is None else np.asarray(scores, dtype=np.float64).tolist(),
-                    "selector_details": json.dumps(selections[k].details, default=float),
-                })
-    return rows
+    def _pairs_to_do(self, pair: tuple[str, str], dataset: PreparedDataset) -> list[tuple[str, int]]:
+        """The (feature, layer) pairs of a prepared dataset with cells still to do (usable features only: the others
+        are recorded as skipped), layer by layer so that a probe unit reads few layers."""
+        usable = usable_features(dataset.features, dataset.skipped, dataset.groups, *pair, self.manifest,
+                                 self.spec.min_per_class, self.spec.on_bad_feature, self.spec.split)
+        return [(feature.name, layer) for layer in dataset.layers for feature, _ in usable
+                if self._unfinished(pair, feature.name, layer)]
 
+    def _unfinished(self, pair: tuple[str, str], feature: str, layer: int) -> list[str]:
+        return [cell for cell in self._cell_ids(pair, feature, layer) if cell not in self.finished]
 
-def checked_selection(selections: dict[int, Selection], k: int, n_candidates: int, selector: str) -> np.ndarray:
-    """The k distinct candidate indices a selector returned for ``k``, or an error naming the selector."""
-    if k not in selections:
-        raise RunError(f"selector '{selector}' returned no selection for k = {k}")
-    neurons = np.asarray(selections[k].neurons, dtype=np.int64)
-    if len(neurons) != k or len(np.unique(neurons)) != k or neurons.min() < 0 or neurons.max() >= n_candidates:
-        raise RunError(f"selector '{selector}' returned {neurons.tolist()} for k = {k}: "
-                       f"need {k} distinct indices in [0, {n_candidates})")
-    return neurons
+    # -- running units ---------------------------------------------------------------------------------------------
+
+    def _run_units(self, units: Sequence[Unit], on_result: Callable[[dict[str, Any]], None]) -> set[Unit]:
+        """Run ``units`` on the executor, each failed one again up to ``max_retries`` times; the units that
+        succeeded. A user error in a unit (bad data, a failing plugin) stops the run as it would a local run."""
+        by_id = {unit.id: unit for unit in units}
+        jobs = [self._job(unit) for unit in units]
+        done: set[Unit] = set()
+        last_failure: dict[str, JobOutcome] = {}
+        for attempt in range(self.spec.executor.max_retries + 1):
+            if not jobs:
+                break
+            failed = []
+            for outcome in self.executor.run(jobs):
+                unit = by_id[outcome.job.id]
+                if outcome.error is not None:
+                    failed.append(unit)
+                    last_failure[unit.id] = outcome
+                    continue
+                result = json.loads(outcome.result or "{}")
+                if "user_error" in result:
+                    self.executor.cancel()
+                    raise RunError(result["user_error"])
+                done.add(unit)
+                last_failure.pop(unit.id, None)
+                on_result(result)
+            # a retry recomputes only the cells its first attempt did not write
+            if failed:
+                self.finished = self.run_dir.finished_cells()
+            jobs = [self._job(unit) for unit in failed]
+        self.summary.failed_units += [FailedUnit(by_id[unit_id].name, outcome.error or "", outcome.log)
+                                      for unit_id, outcome in last_failure.items()]
+        return done
+
+    def _job(self, unit: Unit) -> Job:
+        finished = [] if unit.kind == "extraction" else sorted(
+            cell for feature, layer in unit.pairs
+            for cell in self._cell_ids((unit.model, unit.dataset), feature, layer) if cell in self.finished)
+        return make_job(unit, self.unit_spec, self.validated.source, finished)
+
+    def _cell_ids(self, pair: tuple[str, str], feature: str, layer: int) -> list[str]:
+        return [cell_id(self.fingerprint, *pair, feature, layer, selector.label, k)
+                for selector in self.validated.selectors for k in self.spec.ks]

@@ -47,7 +47,7 @@ def test_a_new_run_writes_todays_keys_plus_format(tmp_path: Path) -> None:
     run_dir = RunDirectory(tmp_path / "run")
     manifest = run_dir.open(SPEC, "abc", "spec.yaml")
     document = json.loads(run_dir.manifest_path.read_text())
-    assert document["format"] == MANIFEST_FORMAT == 2
+    assert document["format"] == MANIFEST_FORMAT == 3
     assert {"spec_fingerprint", "spec", "spec_source", "status", "completed", "skipped_features", "datasets",
             "runs"} <= set(document)
     assert document["status"] == "running" and document["spec"] == SPEC and document["spec_source"] == "spec.yaml"
