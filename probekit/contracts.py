@@ -400,7 +400,10 @@ def failure(job: Job, error: BaseException, context: ExecutionContext | None) ->
         path = context.log_path(job)
         path.write_text("".join(traceback.format_exception(error)))
         log = str(path)
-    return JobOutcome(job, error=f"{type(error).__name__}: {error}", log=log)
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    # a worker's error may carry its remote traceback in the message (Ray): its last line names the exception
+    message = lines[-1] if len(lines) > 1 else f"{type(error).__name__}: {lines[0] if lines else ''}"
+    return JobOutcome(job, error=message, log=log)
 
 
 class Executor(Plugin):

@@ -9,6 +9,7 @@ driver alone writes ``run.json``; units write only result parts, the prepared da
 from __future__ import annotations
 
 import json
+import logging
 import math
 import tempfile
 from collections.abc import Callable, Sequence
@@ -26,6 +27,8 @@ from probekit.progress import NoProgress, ProgressDisplay
 from probekit.results import RunDirectory
 from probekit.spec import ValidatedSpec
 from probekit.units import PreparedDataset, Unit, make_job, prepared_path, read_prepared
+
+log = logging.getLogger("probekit.sweep")
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,11 @@ class Sweep:
             # a retry recomputes only the cells its first attempt did not write
             if failed:
                 self.finished = self.run_dir.finished_cells()
+            if failed and attempt < self.spec.executor.max_retries:
+                for unit in failed:
+                    outcome = last_failure[unit.id]
+                    log.warning("unit %s failed (%s; log: %s); submitting it again (retry %d of %d)", unit.name,
+                                outcome.error, outcome.log, attempt + 1, self.spec.executor.max_retries)
             jobs = [self._job(unit) for unit in failed]
         self.summary.failed_units += [FailedUnit(by_id[unit_id].name, outcome.error or "", outcome.log)
                                       for unit_id, outcome in last_failure.items()]

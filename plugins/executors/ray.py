@@ -72,11 +72,17 @@ class Ray(Executor):
             except (OSError, ValueError) as error:
                 raise RunError(f"executor 'ray': cannot reach the Ray cluster at {address} ({error}); start it with "
                                "`ray start --head`, or leave `address` unset to start a local instance") from None
-        # workers do not inherit this process's environment: pass what decides which probekit and plugins they import
+        # workers get the environment of the cluster's `ray start`, not this process's: pass what decides which
+        # probekit and plugins they import and where models are cached
         env = {name: os.environ[name] for name in ("PYTHONPATH", "HF_HOME", "HF_HUB_OFFLINE") if name in os.environ}
-        ray.init(address=address, num_cpus=self.params.num_cpus if address is None else None,
-                 include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 runtime_env={"env_vars": env} if env else None)
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        try:
+            ray.init(address=address, num_cpus=self.params.num_cpus if address is None else None,
+                     include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     runtime_env={"env_vars": env} if env else None)
+        except (ConnectionError, RuntimeError) as error:
+            where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+            raise RunError(f"executor 'ray': cannot connect to {where}: {error}") from None
         self.started = True
         self.context = context
 

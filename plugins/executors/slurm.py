@@ -19,6 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from probekit.api import ExecutionContext, Executor, Job, JobOutcome, PluginParams, RunError, run_unit
 
+#: how long a task may be gone from the queue before its missing result counts as a failure (shared filesystems
+#: show a new file to other nodes with a delay)
+GRACE_SECONDS = 5.0
+
 
 class UnitResources(BaseModel):
     """What one unit of a kind asks Slurm for (unset: the executor's defaults, then the cluster's)."""
@@ -96,13 +100,13 @@ class Slurm(Executor):
         while pending:
             queued = self._queued({job.job_id.split("_")[0] for job in pending})
             for task, job in list(pending.items()):
-                if task.paths.result_pickle.exists() or task.done():
+                if task.paths.result_pickle.exists():
                     pending.pop(task)
                     yield self._outcome(task, job)
                 elif queued is not None and task.job_id not in queued:
-                    # gone from the queue without a result (cancelled, killed, node failure): give the result file
-                    # a moment to appear on a shared filesystem, then count it as failed
-                    if time.monotonic() - gone_since.setdefault(task, time.monotonic()) > 3 * self.params.poll_seconds:
+                    # gone from the queue without a result (cancelled, killed, out of time, node failure): give the
+                    # result file a moment to appear on a shared filesystem, then count the task as failed
+                    if time.monotonic() - gone_since.setdefault(task, time.monotonic()) > GRACE_SECONDS:
                         pending.pop(task)
                         yield self._outcome(task, job)
             if pending:
@@ -148,12 +152,14 @@ class Slurm(Executor):
     @staticmethod
     def _outcome(task: Any, job: Job) -> JobOutcome:
         log = str(task.paths.stderr)
+        if not task.paths.result_pickle.exists():  # ended without a result: cancelled, killed, out of time or memory
+            return JobOutcome(job, error=f"Slurm task {task.job_id} ended without a result ({_why_ended(log)})",
+                              log=log)
         try:
             return JobOutcome(job, result=task.result(), log=log)
-        except Exception as error:  # the unit raised on the node, or the task ended without a result
+        except Exception as error:  # the unit raised on the node: submitit's message ends with the exception
             lines = str(error).strip().splitlines() or [type(error).__name__]
-            return JobOutcome(job, error=f"{type(error).__name__}: {lines[-1] if len(lines) > 1 else lines[0]}",
-                              log=log)
+            return JobOutcome(job, error=lines[-1], log=log)
 
     def cancel(self) -> None:
         for task in self.active:
@@ -162,3 +168,13 @@ class Slurm(Executor):
             except Exception:  # noqa: BLE001 - cancelling is best effort on the way out
                 pass
         self.active = []
+
+
+def _why_ended(log: str) -> str:
+    """Slurm's own line about how a task ended (``*** JOB 7 ON node CANCELLED AT ... ***``), from its log."""
+    try:
+        lines = Path(log).read_text(errors="replace").splitlines()
+    except OSError:
+        return "no log"
+    notes = [line.strip() for line in lines if "***" in line]
+    return notes[-1] if notes else "cancelled, killed, or its node failed; see its log"
