@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn import config_context
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    f1_score,
-    matthews_corrcoef,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
 from sklearn.model_selection import train_test_split
 
 METRICS = ("f1", "precision", "recall", "mcc", "accuracy", "balanced_accuracy", "roc_auc")
@@ -51,18 +44,63 @@ class ProbeFit:
 def fit_and_evaluate(
     X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, C: float, max_iter: int
 ) -> ProbeFit:
-    """Fit a class-balanced logistic regression on the training rows and score it on the test rows."""
-    probe = LogisticRegression(C=C, class_weight="balanced", max_iter=max_iter)
-    probe.fit(X_train, y_train)
-    predicted = probe.predict(X_test)
-    metrics = {
-        "f1": f1_score(y_test, predicted, zero_division=0),
-        "precision": precision_score(y_test, predicted, zero_division=0),
-        "recall": recall_score(y_test, predicted, zero_division=0),
-        "mcc": matthews_corrcoef(y_test, predicted),
-        "accuracy": accuracy_score(y_test, predicted),
-        "balanced_accuracy": balanced_accuracy_score(y_test, predicted),
-        "roc_auc": roc_auc_score(y_test, probe.decision_function(X_test)),
-    }
+    """Fit a class-balanced logistic regression on the training rows and score it on the test rows.
+
+    The probe is scikit-learn's own ``LogisticRegression``; its test decision values are computed once, with the
+    very expression of ``LogisticRegression.decision_function`` (so ``predict``'s labels, ``decision > 0``, are
+    the same bits), and every metric comes from them: see :func:`binary_metrics`."""
+    # C and max_iter come validated from the spec; skipping scikit-learn's re-validation of them changes no number
+    with config_context(skip_parameter_validation=True):
+        probe = LogisticRegression(C=C, class_weight="balanced", max_iter=max_iter).fit(X_train, y_train)
+    decision = np.ravel(X_test @ probe.coef_.T + probe.intercept_)
+    predicted = decision > 0
     return ProbeFit(probe.coef_[0].astype(np.float64), float(probe.intercept_[0]),
-                    {name: float(value) for name, value in metrics.items()}, np.asarray(predicted, dtype=bool))
+                    binary_metrics(y_test, predicted, decision), predicted)
+
+
+def binary_metrics(y_true: np.ndarray, y_pred: np.ndarray, decision: np.ndarray) -> dict[str, float]:
+    """Every metric of :data:`METRICS`, from one confusion matrix of ``y_pred`` and one ranking of ``decision``,
+    equal to scikit-learn's ``f1_score``, ``precision_score``, ``recall_score`` (all three with
+    ``zero_division=0``), ``matthews_corrcoef``, ``accuracy_score``, ``balanced_accuracy_score`` and
+    ``roc_auc_score`` (tests/test_probe_metrics.py), degenerate cases included: MCC 0 when a class is missing
+    from the labels or the predictions, balanced accuracy over the classes present, ROC AUC NaN with one class."""
+    y_true = np.asarray(y_true, dtype=bool)
+    tn, fp, fn, tp = (int(count) for count in np.bincount(2 * y_true + np.asarray(y_pred, dtype=bool), minlength=4))
+    n = tn + fp + fn + tp
+    true_negatives, true_positives = tn + fp, fn + tp  # row sums (true classes)
+    pred_negatives, pred_positives = tn + fn, fp + tp  # column sums (predicted classes)
+    # matthews_corrcoef's own arithmetic, in float64 as there
+    cov_ytyp = float(tn + tp) * n - (float(true_negatives) * pred_negatives + float(true_positives) * pred_positives)
+    cov_ypyp = float(n) ** 2 - (float(pred_negatives) ** 2 + float(pred_positives) ** 2)
+    cov_ytyt = float(n) ** 2 - (float(true_negatives) ** 2 + float(true_positives) ** 2)
+    per_class = [tn / true_negatives] if true_negatives else []  # balanced accuracy: classes present in y_true
+    per_class += [tp / true_positives] if true_positives else []
+    return {
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
+        "precision": tp / pred_positives if pred_positives else 0.0,
+        "recall": tp / true_positives if true_positives else 0.0,
+        "mcc": cov_ytyp / math.sqrt(cov_ypyp * cov_ytyt) if cov_ypyp * cov_ytyt != 0 else 0.0,
+        "accuracy": (tn + tp) / n,
+        "balanced_accuracy": sum(per_class) / len(per_class),
+        "roc_auc": ranking_auc(y_true, decision),
+    }
+
+
+def ranking_auc(y_true: np.ndarray, decision: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic, from one sort of the decision values: tied values share their average
+    rank (as the diagonal step of scikit-learn's ROC curve does). NaN when ``y_true`` holds one class, as
+    ``roc_auc_score`` (which also warns)."""
+    y_true = np.asarray(y_true, dtype=bool)
+    n = len(y_true)
+    positives = int(np.count_nonzero(y_true))
+    negatives = n - positives
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    order = np.argsort(decision, kind="stable")
+    ranked = np.asarray(decision)[order]
+    starts = np.flatnonzero(np.concatenate(([True], ranked[1:] != ranked[:-1])))  # first position of each value
+    ends = np.append(starts[1:], n)
+    positives_per_value = np.add.reduceat(y_true[order].astype(np.int64), starts)
+    # twice the positives' rank sum (1-based ranks starts+1..ends average to (starts+1+ends)/2), an exact integer
+    twice_rank_sum = int(np.dot(starts + 1 + ends, positives_per_value))
+    return (twice_rank_sum - positives * (positives + 1)) / (2 * positives * negatives)

@@ -112,17 +112,35 @@ def f1_interval(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, seed
                 level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of F1, resampling whole test groups (each test site alone under a site split):
     ``RESAMPLES`` draws, seeded, so every cell of a feature is resampled alike. NaN when the test split holds one
-    group: resampling it says nothing about the variation between sources."""
-    y_true, y_pred = np.asarray(y_true, dtype=bool), np.asarray(y_pred, dtype=bool)
-    ids, inverse = np.unique(groups, return_inverse=True)
-    if len(ids) < 2:
-        return float("nan"), float("nan")
-    per_group = np.stack([np.bincount(inverse, weights=y_true & y_pred, minlength=len(ids)),  # true positives
-                          np.bincount(inverse, weights=~y_true & y_pred, minlength=len(ids)),  # false positives
-                          np.bincount(inverse, weights=y_true & ~y_pred, minlength=len(ids))], axis=1)
-    draws = np.random.default_rng(seed).multinomial(len(ids), np.full(len(ids), 1 / len(ids)), size=RESAMPLES)
-    tp, fp, fn = (draws @ per_group).T
-    denominator = 2 * tp + fp + fn
-    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(denominator), where=denominator > 0)
-    low, high = np.quantile(f1, [(1 - level) / 2, (1 + level) / 2])
-    return float(low), float(high)
+    group: resampling it says nothing about the variation between sources. Several predictions of the same test
+    sites: :class:`F1Bootstrap`, which draws the resamples once."""
+    return F1Bootstrap(y_true, groups, seed).interval(y_pred, level)
+
+
+class F1Bootstrap:
+    """:func:`f1_interval` for any number of predictions of one feature's test sites: the resamples (the costly
+    part, a multinomial draw per resample) are drawn once, here, and every :meth:`interval` gives the numbers
+    ``f1_interval`` gives."""
+
+    def __init__(self, y_true: np.ndarray, groups: np.ndarray, seed: int) -> None:
+        self.y_true = np.asarray(y_true, dtype=bool)
+        ids, self.inverse = np.unique(groups, return_inverse=True)
+        self.n_groups = len(ids)
+        # how often each resample draws each group; float64 holds the counts exactly, and the products below
+        # (sums of integer counts) are exact, so they equal the integer matrix product
+        self.draws = None if self.n_groups < 2 else np.random.default_rng(seed).multinomial(
+            self.n_groups, np.full(self.n_groups, 1 / self.n_groups), size=RESAMPLES).astype(np.float64)
+
+    def interval(self, y_pred: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+        """The percentile interval of F1 of ``y_pred`` (NaN, NaN with fewer than two test groups)."""
+        if self.draws is None:
+            return float("nan"), float("nan")
+        y_true, y_pred, groups = self.y_true, np.asarray(y_pred, dtype=bool), self.n_groups
+        per_group = np.stack([np.bincount(self.inverse, weights=y_true & y_pred, minlength=groups),  # true positives
+                              np.bincount(self.inverse, weights=~y_true & y_pred, minlength=groups),  # false pos.
+                              np.bincount(self.inverse, weights=y_true & ~y_pred, minlength=groups)], axis=1)
+        tp, fp, fn = (self.draws @ per_group).T
+        denominator = 2 * tp + fp + fn
+        f1 = np.divide(2 * tp, denominator, out=np.zeros_like(denominator), where=denominator > 0)
+        low, high = np.quantile(f1, [(1 - level) / 2, (1 + level) / 2])
+        return float(low), float(high)

@@ -17,6 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 #: script -> (arguments of its smallest run, lines or cells its output must contain)
 SMOKE_RUNS: dict[str, tuple[list[str], list[str]]] = {
     "bench_cache.py": (["--quick"], ["verified / bare load, then a full read", "GB/s"]),
+    "bench_cell_cost.py": (["--quick"], [
+        "seconds per (feature, layer) cell", "| (a) probekit", "| (a') probekit.cells.probe_cells",
+        "| (b) SAEBench-like", "| (c) plain SelectKBest", "| a / c, probekit / plain (target <= 0.7) |",
+        "target a / c <= 0.7: ", "same numbers: every cell and k",
+        "max |F1 interval - the earlier bootstrap's| = 0.0e+00",
+    ]),
     "bench_extraction.py": (["--smoke", "--profile"], [
         "plain HF base model + hooks", "vs plain (target >= 0.95)", "x all layers (target >= 2.5)",
         "where probekit's time goes", "torch operators", "peak RSS", "written to the cache",
