@@ -161,8 +161,9 @@ class Sweep:
         except RunError:
             return None
         cache = ActivationCache(self.context.cache_dir)  # type: ignore[arg-type]
-        if dataset.spec_fingerprint != self.fingerprint or not all(
-                cache.has(dataset.cache_key(layer)) for layer in dataset.layers):
+        if dataset.spec_fingerprint != self.fingerprint:
+            return None
+        if dataset.features and not all(cache.has(dataset.cache_key(layer)) for layer in dataset.layers):
             return None
         return dataset
 

@@ -189,9 +189,10 @@ def extract(validated: ValidatedSpec, unit: Unit) -> dict[str, Any]:
     if spec.cache is None:  # the driver gives units a scratch cache when the spec keeps none
         raise RunError("units pass activations through the cache: give a cache directory")
     started = time.perf_counter()
-    guarded(lambda: cached_activations(adapter, dataset, layers, ActivationCache(spec.cache),
-                                       spec.extraction.batch_tokens, NoProgress(), (unit.model, unit.dataset)),
-            f"model '{unit.model}' failed while extracting activations for '{unit.dataset}'")
+    if dataset.features:  # a dataset whose every feature was skipped has nothing to extract
+        guarded(lambda: cached_activations(adapter, dataset, layers, ActivationCache(spec.cache),
+                                           spec.extraction.batch_tokens, NoProgress(), (unit.model, unit.dataset)),
+                f"model '{unit.model}' failed while extracting activations for '{unit.dataset}'")
     # written last: a prepared dataset on disk means its activations are in the cache
     write_prepared(prepared_path(RunDirectory(spec.output), unit.model, unit.dataset), dataset, adapter.identity,
                    adapter.d_mlp, adapter.n_layers, dataset_counts(dataset).model_dump(), spec.fingerprint, layers)

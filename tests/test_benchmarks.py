@@ -23,6 +23,10 @@ SMOKE_RUNS: dict[str, tuple[list[str], list[str]]] = {
         "target a / c <= 0.7: ", "same numbers: every cell and k",
         "max |F1 interval - the earlier bootstrap's| = 0.0e+00",
     ]),
+    "bench_executors.py": (["--smoke"], [
+        "| local (1 worker) |", "| processes (2 workers) |", "speed-up over local", "overhead per probe unit",
+        "| local | ", "cells ratio",
+    ]),
     "bench_extraction.py": (["--smoke", "--profile"], [
         "plain HF base model + hooks", "vs plain (target >= 0.95)", "x all layers (target >= 2.5)",
         "where probekit's time goes", "torch operators", "peak RSS", "written to the cache",
@@ -35,7 +39,7 @@ SMOKE_RUNS: dict[str, tuple[list[str], list[str]]] = {
     ]),
 }
 #: smoke runs over about 10 seconds (they load a model)
-SLOW = {"bench_extraction.py", "bench_selectors.py"}
+SLOW = {"bench_executors.py", "bench_extraction.py", "bench_selectors.py"}
 
 
 def test_every_benchmark_has_a_smoke_run() -> None:
