@@ -32,7 +32,6 @@ from probekit.errors import ProbekitError, RunError, guarded
 from probekit.extraction import iter_activation_batches
 from probekit.files import atomic_write_bytes
 from probekit.manifest import DatasetCounts, FeatureCounts
-from probekit.progress import NoProgress, ProgressDisplay
 from probekit.registry import PluginRegistry
 from probekit.results import RunDirectory
 from probekit.spec import ResolvedPlugin, ValidatedSpec, validate_spec_text
@@ -191,7 +190,7 @@ def extract(validated: ValidatedSpec, unit: Unit) -> dict[str, Any]:
     started = time.perf_counter()
     if dataset.features:  # a dataset whose every feature was skipped has nothing to extract
         guarded(lambda: cached_activations(adapter, dataset, layers, ActivationCache(spec.cache),
-                                           spec.extraction.batch_tokens, NoProgress(), (unit.model, unit.dataset)),
+                                           spec.extraction.batch_tokens, (unit.model, unit.dataset)),
                 f"model '{unit.model}' failed while extracting activations for '{unit.dataset}'")
     # written last: a prepared dataset on disk means its activations are in the cache
     write_prepared(prepared_path(RunDirectory(spec.output), unit.model, unit.dataset), dataset, adapter.identity,
@@ -252,7 +251,6 @@ def cached_activations(
     layers: list[int],
     cache: ActivationCache,
     batch_tokens: int,
-    progress: ProgressDisplay,
     labels: tuple[str, str],
 ) -> dict[int, np.ndarray]:
     """Every layer's activations at the dataset's sites, from the cache or extracted in one pass and cached."""
@@ -261,10 +259,8 @@ def cached_activations(
     found = {layer: cache.load(key, shape) for layer, key in keys.items()}
     missing = {layer: key for layer, key in keys.items() if found[layer] is None}
     if missing:
-        task = progress.add_task(f"extract {labels[0]} / {labels[1]}", total=len(dataset.sites))
         batches = iter_activation_batches(adapter, dataset, sorted(missing), batch_tokens)
-        cache.store(missing, shape, batches, labels={"model": labels[0], "dataset": labels[1]},
-                    on_batch=lambda n: progress.advance(task, n))
+        cache.store(missing, shape, batches, labels={"model": labels[0], "dataset": labels[1]})
         found.update({layer: cache.load(key, shape) for layer, key in missing.items()})
     return found  # type: ignore[return-value]
 

@@ -22,6 +22,8 @@ from probekit.api import ExecutionContext, Executor, Job, JobOutcome, PluginPara
 #: how long a task may be gone from the queue before its missing result counts as a failure (shared filesystems
 #: show a new file to other nodes with a delay)
 GRACE_SECONDS = 5.0
+#: how long squeue may keep failing before the driver gives up on the cluster
+SQUEUE_PATIENCE = 120.0
 
 
 class UnitResources(BaseModel):
@@ -62,6 +64,7 @@ class Slurm(Executor):
         super().__init__(params)
         self.folder: Path | None = None
         self.active: list[Any] = []  # submitit jobs still queued or running
+        self.squeue_failing_since: float | None = None
 
     @property
     def parallelism(self) -> int:
@@ -135,19 +138,23 @@ class Slurm(Executor):
             parameters["mem"] = f"{int(resources.mem_gb * 1024)}M"
         return parameters
 
-    @staticmethod
-    def _queued(array_ids: set[str]) -> set[str] | None:
-        """The ids (``<array>_<task>``) of the arrays' tasks still pending or running; None when squeue fails (then
-        only submitit's own state decides)."""
+    def _queued(self, array_ids: set[str]) -> set[str] | None:
+        """The ids (``<array>_<task>``) of the arrays' tasks still pending or running; None when squeue fails, and
+        a RunError once it has failed for ``SQUEUE_PATIENCE`` seconds (the controller is gone)."""
         try:
             listed = subprocess.run(["squeue", "--noheader", "--array", "--format=%i", "--jobs", ",".join(array_ids)],
                                     capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        if listed.returncode != 0:
-            # squeue refuses ids that have all left the queue ("Invalid job id specified")
-            return set() if "Invalid job id" in listed.stderr else None
-        return {line.strip() for line in listed.stdout.splitlines() if line.strip()}
+            problem = listed.stderr.strip() if listed.returncode != 0 else None
+        except (OSError, subprocess.TimeoutExpired) as error:
+            listed, problem = None, str(error)
+        if problem is None or "Invalid job id" in problem:  # squeue refuses ids that have all left the queue
+            self.squeue_failing_since = None
+            return {line.strip() for line in listed.stdout.splitlines() if line.strip()} if problem is None else set()
+        self.squeue_failing_since = self.squeue_failing_since or time.monotonic()
+        if time.monotonic() - self.squeue_failing_since > SQUEUE_PATIENCE:
+            raise RunError(f"executor 'slurm': squeue has failed for {SQUEUE_PATIENCE:.0f} s ({problem}); the "
+                           "finished cells are saved: run the same command again when the cluster answers")
+        return None
 
     @staticmethod
     def _outcome(task: Any, job: Job) -> JobOutcome:
@@ -162,12 +169,14 @@ class Slurm(Executor):
             return JobOutcome(job, error=lines[-1], log=log)
 
     def cancel(self) -> None:
-        for task in self.active:
-            try:
-                task.cancel(check=False)
-            except Exception:  # noqa: BLE001 - cancelling is best effort on the way out
-                pass
+        """scancel every array this executor submitted that still has tasks (best effort, bounded in time)."""
+        arrays = sorted({task.job_id.split("_")[0] for task in self.active})
         self.active = []
+        if arrays:
+            try:
+                subprocess.run(["scancel", *arrays], capture_output=True, timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
 
 
 def _why_ended(log: str) -> str:
