@@ -67,6 +67,8 @@ class RunRecord(_Record):
     packages: dict[str, str]
     #: where its units ran: the executor plugin and its params (format 3; None in older documents)
     executor: dict[str, Any] | None = None
+    #: how many units of each kind (extraction, probe) it submitted, retries not counted (format 3)
+    units: dict[str, int] = Field(default_factory=dict)
 
     @classmethod
     def starting_now(cls) -> RunRecord:

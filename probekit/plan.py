@@ -7,7 +7,6 @@ a login node, say) is reported as unknown rather than stopping the plan.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from probekit.cache import DTYPE
@@ -17,7 +16,7 @@ from probekit.manifest import RunManifest
 from probekit.results import RunDirectory
 from probekit.spec import ValidatedSpec
 from probekit.splits import site_groups
-from probekit.sweep import probe_unit_size
+from probekit.sweep import cut_probe_units
 
 
 @dataclass
@@ -34,7 +33,6 @@ class PairPlan:
     features: int | None = None
     cells: int | None = None
     done: int | None = None
-    pairs_to_do: int | None = None
     probe_units: int | None = None
     problem: str | None = None
 
@@ -75,6 +73,7 @@ def plan_sweep(validated: ValidatedSpec) -> Plan:
     executor = guarded(validated.executor.instantiate, f"executor '{validated.executor.name}' failed to start")
     plan = Plan(validated.executor.name, executor.parallelism)
     scratch = RunManifest.new({}, spec.fingerprint, validated.source)  # skipped features are recorded here, unused
+    todo: dict[tuple[str, str], list[tuple[str, int, int]]] = {}  # (feature, layer, weight) to do, as the driver
     for model_ref in validated.models:
         try:
             adapter = guarded(model_ref.instantiate, f"model '{model_ref.label}' failed to load")
@@ -103,9 +102,12 @@ def plan_sweep(validated: ValidatedSpec) -> Plan:
                      for layer in layers for feature, _ in usable}
             pair.cells = sum(len(ids) for ids in cells.values())
             pair.done = sum(cell in finished for ids in cells.values() for cell in ids)
-            pair.pairs_to_do = sum(any(cell not in finished for cell in ids) for ids in cells.values())
-    size = probe_unit_size(plan.total("pairs_to_do"), spec.executor.pairs_per_unit, plan.parallelism)
+            sites = {feature.name: len(feature.sites) for feature, _ in usable}
+            todo[(pair.model, pair.dataset)] = [(feature, layer, sites[feature])
+                                                for (feature, layer), ids in cells.items()
+                                                if any(cell not in finished for cell in ids)]
+    units = cut_probe_units(todo, spec.executor.pairs_per_unit, plan.parallelism)
     for pair in plan.pairs:
-        if pair.pairs_to_do is not None:
-            pair.probe_units = math.ceil(pair.pairs_to_do / size)
+        if (pair.model, pair.dataset) in todo:
+            pair.probe_units = sum((unit.model, unit.dataset) == (pair.model, pair.dataset) for unit in units)
     return plan

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -77,10 +76,32 @@ def run_sweep(validated: ValidatedSpec, progress: ProgressDisplay | None = None)
             raise
 
 
-def probe_unit_size(n_pairs: int, pairs_per_unit: int, parallelism: int) -> int:
-    """(feature, layer) pairs per probe unit: at most ``pairs_per_unit``, fewer when that keeps every worker busy
-    (about two units per worker in all)."""
-    return max(1, min(pairs_per_unit, math.ceil(n_pairs / (2 * max(1, parallelism)))))
+#: probe units per worker the driver aims at: enough to even out units of unequal cost, few enough that per-unit
+#: start-up (a process, a Slurm task) stays small
+UNITS_PER_WORKER = 2
+
+
+def cut_probe_units(todo: dict[tuple[str, str], list[tuple[str, int, int]]], pairs_per_unit: int,
+                    parallelism: int) -> list[Unit]:
+    """Probe units over the (feature, layer, weight) pairs still to do of each (model, dataset). A pair's weight is
+    its feature's number of sites (what its probes cost grows with); each unit holds at most ``pairs_per_unit``
+    pairs and about an equal share of the total weight, so that every worker gets about ``UNITS_PER_WORKER``. The
+    heaviest units come first, so that the last ones to finish are short."""
+    total = sum(weight for pairs in todo.values() for *_, weight in pairs)
+    share = total / (UNITS_PER_WORKER * max(1, parallelism))
+    weighed: list[tuple[int, Unit]] = []
+    for (model, dataset), pairs in todo.items():
+        chunk: list[tuple[str, int]] = []
+        chunk_weight = 0
+        for feature, layer, weight in pairs:
+            if chunk and (len(chunk) == pairs_per_unit or chunk_weight + weight > share):
+                weighed.append((chunk_weight, Unit("probe", model, dataset, tuple(chunk))))
+                chunk, chunk_weight = [], 0
+            chunk.append((feature, layer))
+            chunk_weight += weight
+        if chunk:
+            weighed.append((chunk_weight, Unit("probe", model, dataset, tuple(chunk))))
+    return [unit for _, unit in sorted(weighed, key=lambda item: -item[0])]
 
 
 class Sweep:
@@ -107,13 +128,11 @@ class Sweep:
         pending = [(m.label, d.label) for m in self.validated.models for d in self.validated.datasets
                    if not self.manifest.is_completed(m.label, d.label)]
         prepared = self._prepare(pending)
-        pairs = {pair: self._pairs_to_do(pair, dataset) for pair, dataset in prepared.items()}
-        size = probe_unit_size(sum(map(len, pairs.values())), self.spec.executor.pairs_per_unit,
-                               self.executor.parallelism)
-        probe_units = {pair: [Unit("probe", *pair, tuple(todo[start:start + size]))
-                              for start in range(0, len(todo), size)] for pair, todo in pairs.items()}
+        todo = {pair: self._pairs_to_do(pair, dataset) for pair, dataset in prepared.items()}
+        units = cut_probe_units(todo, self.spec.executor.pairs_per_unit, self.executor.parallelism)
         cells_to_do = sum(len(self._unfinished(pair, feature, layer))
-                          for pair, todo in pairs.items() for feature, layer in todo)
+                          for pair, pairs in todo.items() for feature, layer, _ in pairs)
+        self.manifest.runs[-1].units["probe"] = len(units)
         self.run_dir.write_manifest(self.manifest)
 
         task = self.progress.add_task("probe cells", total=cells_to_do)
@@ -122,10 +141,10 @@ class Sweep:
             self.summary.new_rows += outcome["rows"]
             self.progress.advance(task, outcome["rows"])
 
-        done = self._run_units([unit for units in probe_units.values() for unit in units], advance)
+        done = self._run_units(units, advance)
         self.progress.remove_task(task)
-        for pair, units in probe_units.items():
-            if all(unit in done for unit in units):
+        for pair in prepared:
+            if all(unit in done for unit in units if (unit.model, unit.dataset) == pair):
                 self.manifest.mark_completed(*pair)
         if not self.summary.failed_units:
             self.manifest.finish_run()
@@ -140,6 +159,7 @@ class Sweep:
         ready = {pair: self._reusable(pair) for pair in pending}
         to_extract = [Unit("extraction", *pair) for pair, dataset in ready.items() if dataset is None]
         if to_extract:
+            self.manifest.runs[-1].units["extraction"] = len(to_extract)
             task = self.progress.add_task("extract (model, dataset) pairs", total=len(to_extract))
             self._run_units(to_extract, lambda outcome: self.progress.advance(task))
             self.progress.remove_task(task)
@@ -169,12 +189,13 @@ class Sweep:
 
     # -- phase 2: probing ------------------------------------------------------------------------------------------
 
-    def _pairs_to_do(self, pair: tuple[str, str], dataset: PreparedDataset) -> list[tuple[str, int]]:
-        """The (feature, layer) pairs of a prepared dataset with cells still to do (usable features only: the others
-        are recorded as skipped), layer by layer so that a probe unit reads few layers."""
+    def _pairs_to_do(self, pair: tuple[str, str], dataset: PreparedDataset) -> list[tuple[str, int, int]]:
+        """The (feature, layer, weight: the feature's sites) pairs of a prepared dataset with cells still to do
+        (usable features only: the others are recorded as skipped), layer by layer so that a probe unit reads few
+        layers."""
         usable = usable_features(dataset.features, dataset.skipped, dataset.groups, *pair, self.manifest,
                                  self.spec.min_per_class, self.spec.on_bad_feature, self.spec.split)
-        return [(feature.name, layer) for layer in dataset.layers for feature, _ in usable
+        return [(feature.name, layer, len(feature.sites)) for layer in dataset.layers for feature, _ in usable
                 if self._unfinished(pair, feature.name, layer)]
 
     def _unfinished(self, pair: tuple[str, str], feature: str, layer: int) -> list[str]:

@@ -25,7 +25,7 @@ SMOKE_RUNS: dict[str, tuple[list[str], list[str]]] = {
     ]),
     "bench_executors.py": (["--smoke"], [
         "| local (1 worker) |", "| processes (2 workers) |", "speed-up over local", "overhead per probe unit",
-        "| local | ", "cells ratio",
+        "| local | ", "cells ratio", "time ratio",
     ]),
     "bench_extraction.py": (["--smoke", "--profile"], [
         "plain HF base model + hooks", "vs plain (target >= 0.95)", "x all layers (target >= 2.5)",

@@ -197,3 +197,19 @@ def test_ray_at_an_unreachable_address_is_a_quick_clear_error(tmp_path: Path) ->
     result = CliRunner().invoke(app, ["run", str(tmp_path / "spec.yaml")])
     assert result.exit_code == 2
     assert "executor 'ray': cannot reach the Ray cluster at 127.0.0.1:9" in result.output
+
+
+def test_probe_units_cover_every_pair_once_balanced_by_sites_heaviest_first() -> None:
+    from probekit.sweep import cut_probe_units
+
+    todo = {("m", "heavy"): [(f"h{i}", layer, 2000) for layer in range(6) for i in range(4)],
+            ("m", "light"): [(f"l{i}", layer, 100) for layer in range(6) for i in range(8)]}
+    units = cut_probe_units(todo, pairs_per_unit=32, parallelism=2)
+    covered = [(u.dataset, pair) for u in units for pair in u.pairs]
+    assert sorted(covered) == sorted((d, (f, layer)) for (_, d), pairs in todo.items() for f, layer, _ in pairs)
+    weights = [sum(2000 if u.dataset == "heavy" else 100 for _ in u.pairs) for u in units]
+    assert weights == sorted(weights, reverse=True)  # heaviest first
+    share = (24 * 2000 + 48 * 100) / 4
+    assert max(weights) <= share and len(units) <= 2 * 2 + 2  # about two per worker, plus a remainder per dataset
+    assert all(len(u.pairs) <= 32 for u in units)
+    assert all(len(u.pairs) <= 3 for u in cut_probe_units(todo, pairs_per_unit=3, parallelism=2))

@@ -3,6 +3,7 @@ partial run, nothing written, and a model that cannot be loaded reported as unkn
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -48,10 +49,12 @@ def test_plan_counts_what_a_run_will_do_and_writes_nothing(tmp_path: Path, fake_
     assert pair.features == len(usable) == 3  # is_not_ascii: no token of these windows is non-ASCII
     assert pair.cells == 3 * 2 * 2 * 3 and pair.done == 0  # features x layers x selectors x ks
     assert pair.cache_bytes == len(dataset.sites) * fake_model.d_mlp * 2 * np.dtype("float32").itemsize
-    assert plan.parallelism == 2 and pair.probe_units == 3  # 6 pairs, 2 per unit
+    assert plan.parallelism == 2 and 2 <= pair.probe_units <= 3 * 2  # at most 2 pairs per unit, at most 1 per pair
 
-    # after a run, everything is done; remove one result part: its cells are to do again, in one unit
+    # the run submits the units the plan counted; after it, remove one result part: its cells are to do again
     summary = run_sweep(validate_spec_text(text, "spec.yaml", PluginRegistry()))
+    manifest = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert manifest["runs"][-1]["units"] == {"extraction": 1, "probe": pair.probe_units}
     part = sorted((tmp_path / "run" / "results").glob("*.parquet"))[0]
     part.unlink()
     before = files(tmp_path)

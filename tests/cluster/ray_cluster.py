@@ -17,28 +17,23 @@ run it (not root, Ray not installed, no namespaces).
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import functools
 import importlib.util
-import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-TOOLS = ("unshare", "nsenter", "ip")
+from netns import NetworkNamespace, die_with_parent, namespace_problem
+
 PORT = 6379
 #: what `ray start` prints once the GCS and the raylet are up and the node is registered
 _STARTED = "Ray runtime started"
-_PR_SET_PDEATHSIG = 1
 #: no usage reports (nothing could reach the internet from the namespace anyway: it would only time out)
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 
@@ -52,29 +47,18 @@ def _ray_cli() -> str | None:
 @functools.cache
 def skip_reason() -> str | None:
     """Why this machine cannot run a RayCluster, or None when it can."""
-    if os.geteuid() != 0:
-        return "a Ray cluster in a private network namespace needs root"
     if importlib.util.find_spec("ray") is None or _ray_cli() is None:
         return "Ray is not installed: pip install -e '.[ray]'"
-    missing = [name for name in TOOLS if shutil.which(name) is None]
-    if missing:
-        return f"missing {', '.join(missing)} (util-linux, iproute2)"
-    if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
-        return "cannot create a network namespace (`unshare -n` failed)"
-    return None
+    return namespace_problem()
 
 
 def available() -> bool:
     return skip_reason() is None
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: be killed when the test process dies, even by SIGKILL."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-class RayCluster:
-    """One head node with ``cpus`` CPUs and a small object store, in its own network namespace."""
+class RayCluster(NetworkNamespace):
+    """One head node with ``cpus`` CPUs and a small object store, in its own network namespace (`run`, `popen` and
+    `command` run drivers there)."""
 
     skip_reason = staticmethod(skip_reason)
     available = staticmethod(available)
@@ -91,35 +75,12 @@ class RayCluster:
         #: `ray start` that finds one there turns token auth on, which a driver without the token cannot pass; an
         #: explicit RAY_AUTH_MODE and RAY_AUTH_TOKEN keep the cluster independent of the machine's ~/.ray
         self.token = secrets.token_hex(32)
-        self.env = {**RAY_ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
+        super().__init__({**RAY_ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token})
         #: Ray's root temporary directory; short, as Ray's unix sockets live below it (108-byte limit on their paths)
         self.directory: Path | None = None
         self.log: Path | None = None
         self.startup_s: float | None = None
-        self._holder: subprocess.Popen[str] | None = None
         self._head: subprocess.Popen[bytes] | None = None
-
-    # -- running commands in the namespace ---------------------------------------------------------------------------
-
-    def command(self, args: Sequence[str]) -> list[str]:
-        """``args`` prefixed so that they run inside the cluster's network namespace."""
-        if self._holder is None:
-            raise RuntimeError("the cluster is not running")
-        return ["nsenter", f"--net=/proc/{self._holder.pid}/ns/net", "--", *args]
-
-    def _kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        env = {**os.environ, **self.env, **kwargs.pop("env", {})}
-        return {"env": env, **kwargs}
-
-    def run(self, args: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
-        """subprocess.run inside the namespace; captures text output unless told otherwise."""
-        if not {"stdout", "stderr", "capture_output"} & kwargs.keys():
-            kwargs["capture_output"] = True
-        kwargs.setdefault("text", True)
-        return subprocess.run(self.command(args), **self._kwargs(kwargs))
-
-    def popen(self, args: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
-        return subprocess.Popen(self.command(args), **self._kwargs(kwargs))
 
     def python(self, code: str, **kwargs: Any) -> subprocess.CompletedProcess[Any]:
         """Run ``code`` with this interpreter inside the namespace (a driver)."""
@@ -143,12 +104,7 @@ class RayCluster:
         try:
             self.directory = Path(tempfile.mkdtemp(prefix="rk-ray-", dir="/tmp"))
             self.log = self.directory / "ray-start.log"
-            self._holder = subprocess.Popen(
-                ["unshare", "-n", "sh", "-c", "ip link set lo up && echo up && exec sleep infinity"],
-                stdout=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)
-            assert self._holder.stdout is not None
-            if self._holder.stdout.readline().strip() != "up":
-                raise RuntimeError("could not create the network namespace")
+            self.open()
             ray = _ray_cli()
             assert ray is not None
             with self.log.open("wb") as log:
@@ -156,7 +112,7 @@ class RayCluster:
                     [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={PORT}",
                      f"--num-cpus={self.cpus}", "--num-gpus=0", f"--object-store-memory={self.object_store_mb << 20}",
                      "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.directory / 't'}"],
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
                     cwd=self.directory)  # the workers' working directory: never the caller's
             self._wait_started()
         except BaseException:
@@ -176,9 +132,8 @@ class RayCluster:
 
     def stop(self) -> None:
         """SIGTERM to `ray start` (it stops what it started), then SIGKILL to every process left in the namespace."""
-        if self._holder is None:
+        if not self.is_open:
             return
-        namespace = self._namespace()
         if self._head is not None and self._head.poll() is None:
             self._head.terminate()
             try:
@@ -186,30 +141,12 @@ class RayCluster:
             except subprocess.TimeoutExpired:
                 self._head.kill()
                 self._head.wait()
-        # SIGSTOP first, so that nothing left can fork a replacement between the listing and the kill
-        for sig in (signal.SIGSTOP, signal.SIGKILL):
-            for pid in self.pids() if namespace else []:
-                if pid != self._holder.pid:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, sig)
-        self._holder.kill()
-        self._holder.wait()
-        if self._holder.stdout:
-            self._holder.stdout.close()
-        deadline = time.monotonic() + 10
-        while namespace and self._pids_in(namespace) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self._holder = None
+        self.close()
         self._head = None
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
 
     # -- helpers -----------------------------------------------------------------------------------------------------
-
-    def pids(self) -> list[int]:
-        """Every process in the cluster's network namespace (the holder, `ray start`, GCS, raylet, workers, ...)."""
-        namespace = self._namespace()
-        return self._pids_in(namespace) if namespace else []
 
     def worker_pids(self) -> list[int]:
         """The Ray worker processes (their command line is `ray::IDLE`, `ray::<task name>`, ...)."""
@@ -227,24 +164,6 @@ class RayCluster:
                 text = path.read_text(errors="replace").splitlines()[-lines:]
                 parts.append(f"--- {path.name} ---\n" + "\n".join(text))
         return "\n".join(parts)
-
-    def _namespace(self) -> str | None:
-        if self._holder is None:
-            return None
-        try:
-            return os.readlink(f"/proc/{self._holder.pid}/ns/net")
-        except OSError:
-            return None
-
-    @staticmethod
-    def _pids_in(namespace: str) -> list[int]:
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError):
-                    if os.readlink(entry / "ns" / "net") == namespace:
-                        pids.append(int(entry.name))
-        return pids
 
 
 def _cmdline(pid: int) -> str:

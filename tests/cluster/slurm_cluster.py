@@ -29,32 +29,25 @@ the daemon orphaned (slurmstepd), so nothing outlives the `with` block, not even
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import functools
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from netns import NetworkNamespace, die_with_parent, namespace_problem
+
 #: What the cluster and the tests run; munged, slurmctld and slurmd live in /usr/sbin (not on a user's PATH).
 DAEMONS = ("munged", "slurmctld", "slurmd", "slurmstepd")
 CLIENTS = ("sbatch", "srun", "squeue", "sinfo", "scancel", "scontrol")
-TOOLS = ("unshare", "nsenter", "ip")
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin", "/sbin"])
 
 PARTITION = "debug"
-_PR_SET_PDEATHSIG = 1
-#: lo up, plus a second loopback address: Slurm resolves even "127.0.0.1" with AI_ADDRCONFIG, which glibc answers
-#: only when some IPv4 address other than 127.0.0.1 is configured ("Unable to resolve" otherwise)
-_LOOPBACK = "ip link set lo up && ip addr add 127.0.0.2/8 dev lo"
 
 
 def _which(name: str) -> str | None:
@@ -66,12 +59,10 @@ def skip_reason() -> str | None:
     """Why this machine cannot run a SlurmCluster, or None when it can."""
     if os.geteuid() != 0:
         return "a Slurm cluster needs root (slurmd starts jobs as root; a private network namespace)"
-    missing = [name for name in DAEMONS + CLIENTS + TOOLS if _which(name) is None]
+    missing = [name for name in DAEMONS + CLIENTS if _which(name) is None]
     if missing:
         return f"Slurm is not installed (missing {', '.join(missing)}): run `bash .ci/slurm-packages` as root"
-    if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
-        return "cannot create a network namespace (`unshare -n` failed)"
-    return None
+    return namespace_problem(SEARCH_PATH)
 
 
 def available() -> bool:
@@ -125,11 +116,6 @@ sys.exit(code if code >= 0 else 128 - code)
 """
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: be killed when the test process dies, even by SIGKILL (no stray daemons)."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def _memory_mb() -> int:
     """Total memory in MB as slurmd reports it (RealMemory of `slurmd -C`: MemTotal / 1024)."""
     for line in Path("/proc/meminfo").read_text().splitlines():
@@ -138,8 +124,9 @@ def _memory_mb() -> int:
     raise RuntimeError("no MemTotal in /proc/meminfo")
 
 
-class SlurmCluster:
-    """One node (this machine's CPUs and memory), one partition (`PARTITION`), in ``directory``."""
+class SlurmCluster(NetworkNamespace):
+    """One node (this machine's CPUs and memory), one partition (`PARTITION`), in ``directory``, inside its own
+    network namespace (`run`, `popen` and `command` run commands there)."""
 
     skip_reason = staticmethod(skip_reason)
     available = staticmethod(available)
@@ -155,32 +142,9 @@ class SlurmCluster:
         self.logs = self.directory / "log"
         self.munge_socket = self.directory / "munge" / "munge.socket"
         #: the variables a Slurm client (and so a job, which inherits them) needs
-        self.env = {"SLURM_CONF": str(self.conf)}
+        super().__init__({"PATH": SEARCH_PATH, "SLURM_CONF": str(self.conf)})
         self.startup_s: float | None = None
-        self._holder: subprocess.Popen[str] | None = None
         self._daemons: dict[str, subprocess.Popen[bytes]] = {}
-
-    # -- running commands in the namespace ---------------------------------------------------------------------------
-
-    def command(self, args: Sequence[str]) -> list[str]:
-        """``args`` prefixed so that they run inside the cluster's network namespace."""
-        if self._holder is None:
-            raise RuntimeError("the cluster is not running")
-        return ["nsenter", f"--net=/proc/{self._holder.pid}/ns/net", "--", *args]
-
-    def _kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        env = {**os.environ, "PATH": SEARCH_PATH, **self.env, **kwargs.pop("env", {})}
-        return {"env": env, **kwargs}
-
-    def run(self, args: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
-        """subprocess.run inside the namespace; captures text output unless told otherwise."""
-        if not {"stdout", "stderr", "capture_output"} & kwargs.keys():
-            kwargs["capture_output"] = True
-        kwargs.setdefault("text", True)
-        return subprocess.run(self.command(args), **self._kwargs(kwargs))
-
-    def popen(self, args: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
-        return subprocess.Popen(self.command(args), **self._kwargs(kwargs))
 
     # -- life cycle --------------------------------------------------------------------------------------------------
 
@@ -199,12 +163,7 @@ class SlurmCluster:
         began = time.monotonic()
         try:
             self._write_files()
-            self._holder = subprocess.Popen(
-                ["unshare", "-n", "sh", "-c", f"{_LOOPBACK} && echo up && exec sleep infinity"],
-                stdout=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)
-            assert self._holder.stdout is not None
-            if self._holder.stdout.readline().strip() != "up":
-                raise RuntimeError("could not create the network namespace")
+            self.open()
             self._start("munged", ["munged", "--foreground", "--force", f"--socket={self.munge_socket}",
                                    f"--key-file={self.directory / 'munge' / 'munge.key'}",
                                    f"--pid-file={self.directory / 'munge' / 'munged.pid'}",
@@ -221,9 +180,8 @@ class SlurmCluster:
 
     def stop(self) -> None:
         """Stop the daemons (SIGTERM, then SIGKILL), then kill every process left in the namespace, by PID."""
-        if self._holder is None:
+        if not self.is_open:
             return
-        namespace = self._namespace()
         for process in reversed(self._daemons.values()):
             if process.poll() is None:
                 process.terminate()
@@ -234,18 +192,7 @@ class SlurmCluster:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        stray = [pid for pid in self._pids_in(namespace) if pid != self._holder.pid] if namespace else []
-        for pid in stray:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self._holder.kill()
-        self._holder.wait()
-        if self._holder.stdout:
-            self._holder.stdout.close()
-        deadline = time.monotonic() + 10
-        while namespace and self._pids_in(namespace) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self._holder = None
+        self.close()
         self._daemons = {}
 
     # -- helpers -----------------------------------------------------------------------------------------------------
@@ -313,7 +260,7 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         with output:
             self._daemons[name] = self.popen([sys.executable, "-c", _REAPER, *args], stdout=output,
                                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                             preexec_fn=_die_with_parent)
+                                             preexec_fn=die_with_parent)
 
     def _node_idle(self) -> bool:
         result = self.run(["sinfo", "--noheader", "--Node", "--format=%T"], timeout=10)
@@ -337,28 +284,3 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
             if text := path.read_text(errors="replace").strip():
                 parts.append(f"--- {path.name} ---\n{text[-3000:]}\n")
         return "".join(parts)
-
-    def _namespace(self) -> int | None:
-        assert self._holder is not None
-        try:
-            return os.stat(f"/proc/{self._holder.pid}/ns/net").st_ino
-        except OSError:
-            return None
-
-    @staticmethod
-    def _pids_in(namespace: int) -> list[int]:
-        """The live processes (not zombies) whose network namespace is ``namespace``."""
-        pids = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                if os.stat(f"/proc/{entry}/ns/net").st_ino != namespace:
-                    continue
-                if Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue
-            except OSError:
-                continue
-            pids.append(int(entry))
-        return pids
-
