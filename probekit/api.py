@@ -98,9 +98,9 @@ from probekit.errors import PluginError, ProbekitError, RunError, SpecError
 from probekit.hub import hub_endpoint, hub_problem, unreachable_error
 from probekit.probing import mean_difference, top_k
 from probekit.ranking import RankingSelector
-from probekit.sites import reduce_to_sites
 
 if TYPE_CHECKING:
+    from probekit.sites import reduce_to_sites
     from probekit.tracing import NNsightAdapter
     from probekit.units import run_unit
 
@@ -136,13 +136,17 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    """``NNsightAdapter`` and ``run_unit`` are imported on first use: nnsight and torch are heavy, and importing
-    them early upsets some pytest plugins (anyio), which a plugin package's test suite may load after importing
-    probekit.api."""
+    """``NNsightAdapter``, ``reduce_to_sites`` and ``run_unit`` are imported on first use: nnsight and torch are
+    heavy (a probe unit, which only reads the cache, starts seconds sooner without them), and importing nnsight early
+    upsets some pytest plugins (anyio), which a plugin package's test suite may load after importing probekit.api."""
     if name == "NNsightAdapter":
         from probekit.tracing import NNsightAdapter
 
         return NNsightAdapter
+    if name == "reduce_to_sites":
+        from probekit.sites import reduce_to_sites
+
+        return reduce_to_sites
     if name == "run_unit":
         from probekit.units import run_unit
 

@@ -16,7 +16,7 @@ from probekit.contracts import Feature, Selection, Selector
 from probekit.errors import RunError, guarded
 from probekit.manifest import RunManifest
 from probekit.probing import fit_and_evaluate, mean_difference, top_k
-from probekit.spec import ResolvedPlugin, SplitSettings, ValidatedSpec
+from probekit.spec import ResolvedPlugin, RunSpec, SplitSettings
 from probekit.splits import F1Bootstrap, Split, SplitError, split_feature
 
 
@@ -68,7 +68,7 @@ def usable_features(
 
 
 def probe_cells(
-    validated: ValidatedSpec,
+    spec: RunSpec,
     selectors: Sequence[tuple[ResolvedPlugin, Selector]],
     X: np.ndarray,
     feature: Feature,
@@ -78,7 +78,6 @@ def probe_cells(
     finished: set[str],
 ) -> list[dict[str, Any]]:
     """Result rows of one feature at one layer: every selector, every k not yet finished."""
-    spec = validated.spec
     y = feature.labels
     train, test = split.train, split.test
     # computed once for every selector and k: the training and test rows, their labels, the candidates, the F1

@@ -14,10 +14,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where tensors are made (extraction, adapters), not by probe units
+    import torch
+
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 
 #: version of the plugin contracts; a plugin may declare the version it was written for as ``api_version``

@@ -27,14 +27,13 @@ import numpy as np
 
 from probekit.cache import ActivationCache, CacheKey
 from probekit.cells import cell_id, probe_cells, resolve_layers
-from probekit.contracts import Feature, Job, ModelAdapter, ProbingDataset, dataset_problems
+from probekit.contracts import Feature, Job, ModelAdapter, ProbingDataset, Selector, dataset_problems
 from probekit.errors import ProbekitError, RunError, guarded
-from probekit.extraction import iter_activation_batches
 from probekit.files import atomic_write_bytes
 from probekit.manifest import DatasetCounts, FeatureCounts
 from probekit.registry import PluginRegistry
 from probekit.results import RunDirectory
-from probekit.spec import ResolvedPlugin, ValidatedSpec, validate_spec_text
+from probekit.spec import ResolvedPlugin, RunSpec, ValidatedSpec, resolve_plugin, validate_spec_text
 from probekit.splits import site_groups, split_feature
 
 #: version of the payload and prepared-dataset layouts (a worker refuses another version's work)
@@ -80,12 +79,12 @@ def run_unit(payload: str) -> str:
         raise RuntimeError(f"this worker's probekit runs unit format {UNIT_FORMAT}, the driver sent "
                            f"{request.get('format')}: install the same probekit on the workers")
     unit = Unit(**{**request["unit"], "pairs": tuple(tuple(pair) for pair in request["unit"]["pairs"])})
+    spec = json.dumps(request["spec"], sort_keys=True)
     try:
-        validated = _validated(json.dumps(request["spec"], sort_keys=True), request["source"])
         if unit.kind == "extraction":
-            result = extract(validated, unit)
+            result = extract(_validated(spec, request["source"]), unit)
         else:
-            result = probe(validated, unit, set(request["finished"]))
+            result = probe(*_probe_spec(spec), unit, set(request["finished"]))
     except ProbekitError as error:
         return json.dumps({"user_error": str(error)})
     return json.dumps(result)
@@ -93,8 +92,22 @@ def run_unit(payload: str) -> str:
 
 @functools.lru_cache(maxsize=2)
 def _validated(spec: str, source: str) -> ValidatedSpec:
-    """The unit's spec, validated once per process (a process runs many units of one spec)."""
+    """An extraction unit's spec, validated once per process (a process runs many units of one spec)."""
     return validate_spec_text(spec, source, PluginRegistry())
+
+
+@functools.lru_cache(maxsize=2)
+def _probe_spec(spec: str) -> tuple[RunSpec, list[tuple[ResolvedPlugin, Selector]]]:
+    """What a probe unit needs of its (already validated and normalised) spec: the settings and the selectors,
+    started. Model and dataset plugins are not imported: a probe unit never uses them, and a model's libraries
+    (torch, transformers) cost seconds of start-up per unit."""
+    run_spec = RunSpec.model_validate(json.loads(spec))
+    registry = PluginRegistry()
+    selectors = []
+    for index, ref in enumerate(run_spec.selectors):
+        resolved = resolve_plugin(registry, "selectors", ref, f"selectors[{index}].params")
+        selectors.append((resolved, guarded(resolved.instantiate, f"selector '{resolved.label}' failed to start")))
+    return run_spec, selectors
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -211,14 +224,12 @@ def loaded_model(model_ref: ResolvedPlugin) -> ModelAdapter:
     return _loaded[key]
 
 
-def probe(validated: ValidatedSpec, unit: Unit, finished: set[str]) -> dict[str, Any]:
+def probe(spec: RunSpec, selectors: list[tuple[ResolvedPlugin, Selector]], unit: Unit,
+          finished: set[str]) -> dict[str, Any]:
     """Probe every (feature, layer) pair of the unit that has cells still to do; one result part per pair."""
-    spec = validated.spec
     run_dir = RunDirectory(spec.output)
     prepared = read_prepared(prepared_path(run_dir, unit.model, unit.dataset))
     cache = ActivationCache(spec.cache)  # type: ignore[arg-type]
-    selectors = [(ref, guarded(ref.instantiate, f"selector '{ref.label}' failed to start"))
-                 for ref in validated.selectors]
     features = {feature.name: feature for feature in prepared.features}
     shared = {"model": unit.model, "model_identity": prepared.model_identity, "dataset": unit.dataset,
               "dataset_fingerprint": prepared.fingerprint, "spec_fingerprint": spec.fingerprint}
@@ -238,8 +249,7 @@ def probe(validated: ValidatedSpec, unit: Unit, finished: set[str]) -> dict[str,
             feature = features[name]
             split = split_feature(feature.labels, prepared.groups[feature.sites], spec.split.test_fraction,
                                   spec.split.seed, spec.split.by)
-            rows = probe_cells(validated, selectors, activations[feature.sites], feature, split, layer, cell,
-                               finished)
+            rows = probe_cells(spec, selectors, activations[feature.sites], feature, split, layer, cell, finished)
             run_dir.append([{**row, **shared} for row in rows])
             rows_written += len(rows)
     return {"rows": rows_written}
@@ -259,6 +269,8 @@ def cached_activations(
     found = {layer: cache.load(key, shape) for layer, key in keys.items()}
     missing = {layer: key for layer, key in keys.items() if found[layer] is None}
     if missing:
+        from probekit.extraction import iter_activation_batches  # torch: extraction units only
+
         batches = iter_activation_batches(adapter, dataset, sorted(missing), batch_tokens)
         cache.store(missing, shape, batches, labels={"model": labels[0], "dataset": labels[1]})
         found.update({layer: cache.load(key, shape) for layer, key in missing.items()})

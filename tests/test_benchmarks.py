@@ -24,7 +24,7 @@ SMOKE_RUNS: dict[str, tuple[list[str], list[str]]] = {
         "max |F1 interval - the earlier bootstrap's| = 0.0e+00",
     ]),
     "bench_executors.py": (["--smoke"], [
-        "| local (1 worker) |", "| processes (2 workers) |", "speed-up over local", "overhead per probe unit",
+        "| local (1 worker) |", "| processes (2 workers) |", "speed-up over local", "overhead per unit",
         "| local | ", "cells ratio", "time ratio",
     ]),
     "bench_extraction.py": (["--smoke", "--profile"], [
