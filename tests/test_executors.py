@@ -213,3 +213,14 @@ def test_probe_units_cover_every_pair_once_balanced_by_sites_heaviest_first() ->
     assert max(weights) <= share and len(units) <= 2 * 2 + 2  # about two per worker, plus a remainder per dataset
     assert all(len(u.pairs) <= 32 for u in units)
     assert all(len(u.pairs) <= 3 for u in cut_probe_units(todo, pairs_per_unit=3, parallelism=2))
+
+
+def test_the_executor_in_the_plugin_guide_runs_a_sweep_with_the_same_rows(tmp_path: Path,
+                                                                          install_fake_distribution) -> None:
+    guide = (Path(__file__).parents[1] / "docs" / "writing-plugins.md").read_text()
+    code = guide.split("## Executors", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    install_fake_distribution("threads-executor", code, {"probekit.executors": {"threads": "Threads"}})
+    run(spec_text(tmp_path / "local", tmp_path / "cache"))
+    summary = run(spec_text(tmp_path / "threads", tmp_path / "cache", "executor: {plugin: threads}\n"))
+    assert summary.executor == "threads" and not summary.failed_units
+    assert comparable(tmp_path / "threads") == comparable(tmp_path / "local")
