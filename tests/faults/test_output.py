@@ -17,10 +17,11 @@ def test_progress_is_plain_lines_and_tables_do_not_wrap_off_a_terminal(tmp_path:
     result = probekit("run", str(spec), cwd=tmp_path, env={"COLUMNS": "60"})  # stdout is a pipe, 60 columns
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    [started] = [line for line in lines if line.startswith("extract minilm / text_features: started")]
-    sites = re.fullmatch(r"extract minilm / text_features: started, (\d+) to do", started)[1]
-    assert any(re.fullmatch(rf"extract minilm / text_features: done, {sites} in \d+ s", line) for line in lines)
-    assert "probe minilm / text_features: started, 4 to do" in lines  # 2 features x 2 layers
+    assert "extract (model, dataset) pairs: started, 1 to do" in lines
+    assert any(re.fullmatch(r"extract \(model, dataset\) pairs: done, 1 in \d+ s", line) for line in lines)
+    cells = re.search(r"(\d+) new result rows", result.stdout)[1]  # one bar over every cell of the run
+    assert f"probe cells: started, {cells} to do" in lines
+    assert any(re.fullmatch(rf"probe cells: done, {cells} in \d+ s", line) for line in lines)
     assert "\x1b[" not in result.stdout  # no terminal control sequences in a log
     for feature in ("all_digits", "contains_digit"):  # each table row on one line, whatever the width
         [row] = [line for line in lines if line.startswith(f"│ {feature} ")]
