@@ -73,10 +73,13 @@ class Processes(Executor):
             self.close()
 
     def cancel(self) -> None:
+        """Drop queued units and terminate the workers (their running units' finished parts stay)."""
         if self.pool is not None:
+            # listed before shutdown(), which forgets them; terminated after it, so the pool starts no replacement
+            workers = list((getattr(self.pool, "_processes", None) or {}).values())
             self.pool.shutdown(wait=False, cancel_futures=True)
-            for process in list((getattr(self.pool, "_processes", None) or {}).values()):
-                process.terminate()
+            for worker in workers:
+                worker.terminate()
             self.pool = None
 
     def close(self) -> None:
