@@ -63,8 +63,10 @@ def test_an_interrupted_driver_stops_its_workers_and_the_same_command_resumes(
     assert subprocess.run([str(PROBEKIT), "run", str(reference)], cwd=reference.parent, env=env,
                           capture_output=True).returncode == 0
 
+    # as at a terminal: SIGINT at its default (a shell's background job, as CI may be, inherits it ignored)
     driver = subprocess.Popen([str(PROBEKIT), "run", str(spec)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     parts = tmp_path / "out" / "results"
     wait_for(lambda: parts.is_dir() and any(parts.glob("*.parquet")), driver, "the first result part")
     workers = children(driver.pid)
