@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -127,3 +128,30 @@ def test_a_cancelled_array_task_is_retried_and_nothing_is_lost_or_doubled(
     assert len(ids) == len(set(ids)) == 3 * 2 * 2 * 2  # features x layers x selectors x ks, none twice
     assert comparable(tmp_path / "slurm") == expected
     assert json.loads((tmp_path / "slurm" / "run.json").read_text())["status"] == "complete"
+
+
+def test_an_interrupted_driver_cancels_its_array_and_the_same_command_resumes(
+        slurm_cluster: SlurmCluster, plugins_path: str, tmp_path: Path) -> None:
+    (tmp_path / "spec.yaml").write_text(spec_text(tmp_path / "slurm", tmp_path / "cache-slurm", 2.0, SLURM))
+    command = [sys.executable, "-m", "probekit", "run", str(tmp_path / "spec.yaml")]
+    driver = slurm_cluster.popen(command, env={"PYTHONPATH": plugins_path}, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as at a terminal
+    try:
+        array = running_probe_task(slurm_cluster).split("_")[0]
+        driver.send_signal(signal.SIGINT)
+        output, _ = driver.communicate(timeout=60)
+    finally:
+        driver.kill()
+    assert driver.returncode == 130, output
+    assert "interrupted: finished cells are saved" in output
+    deadline = time.monotonic() + 30  # scancel'led: the array leaves the queue (KillWait is 2 s)
+    while slurm_cluster.run(["squeue", "--noheader", "--array", "--format=%i", "--jobs", array]).stdout.strip():
+        assert time.monotonic() < deadline, "the interrupted driver's array is still queued or running"
+        time.sleep(0.2)
+    logs = "".join(path.read_text() for path in (tmp_path / "slurm" / "slurm").glob(f"{array}_*/*_log.err"))
+    assert "CANCELLED" in logs  # killed by the driver's scancel, not left to finish
+    resumed = slurm_cluster.run(command, env={"PYTHONPATH": plugins_path}, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "cells already on disk" in resumed.stdout
+    assert comparable(tmp_path / "slurm") == local_rows(tmp_path, 2.0)
