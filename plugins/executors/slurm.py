@@ -8,6 +8,7 @@ workers), as it does for every job it submits.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
@@ -173,10 +174,8 @@ class Slurm(Executor):
         arrays = sorted({task.job_id.split("_")[0] for task in self.active})
         self.active = []
         if arrays:
-            try:
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
                 subprocess.run(["scancel", *arrays], capture_output=True, timeout=30)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
 
 
 def _why_ended(log: str) -> str:

@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 TOOLS = ("unshare", "nsenter", "ip")
@@ -48,6 +49,22 @@ class NetworkNamespace:
     def __init__(self, env: dict[str, str] | None = None) -> None:
         self.env = dict(env or {})
         self._holder: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> NetworkNamespace:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Open the namespace; a cluster also starts its daemons in it."""
+        self.open()
+
+    def stop(self) -> None:
+        """Close the namespace; a cluster stops its daemons first."""
+        self.close()
 
     def open(self) -> None:
         self._holder = subprocess.Popen(["unshare", "-n", "sh", "-c", f"{_LOOPBACK} && echo up && exec sleep infinity"],

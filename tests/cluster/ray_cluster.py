@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from netns import NetworkNamespace, die_with_parent, namespace_problem
@@ -87,14 +86,6 @@ class RayCluster(NetworkNamespace):
         return self.run([sys.executable, "-c", code], **kwargs)
 
     # -- life cycle --------------------------------------------------------------------------------------------------
-
-    def __enter__(self) -> RayCluster:
-        self.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.stop()
 
     def start(self) -> None:
         reason = skip_reason()

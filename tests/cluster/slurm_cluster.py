@@ -37,7 +37,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from netns import NetworkNamespace, die_with_parent, namespace_problem
@@ -147,14 +146,6 @@ class SlurmCluster(NetworkNamespace):
         self._daemons: dict[str, subprocess.Popen[bytes]] = {}
 
     # -- life cycle --------------------------------------------------------------------------------------------------
-
-    def __enter__(self) -> SlurmCluster:
-        self.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.stop()
 
     def start(self) -> None:
         reason = skip_reason()

@@ -152,8 +152,8 @@ def test_a_cached_model_still_runs_when_the_hub_never_answers(network_namespace,
 
 
 def test_a_hub_dataset_stops_the_run_when_the_hub_never_answers(network_namespace, tmp_path: Path) -> None:
-    spec = importlib.util.find_spec("datasets")
-    if spec is None or spec.origin is None:  # absent, or only a namespace folder of that name on sys.path
+    found = importlib.util.find_spec("datasets")
+    if found is None or found.origin is None:  # absent, or only a namespace folder of that name on sys.path
         pytest.skip("the 'hub' text source needs the optional datasets package (pip install 'probekit[hub]')")
     text = spec("{plugin: minilm}", "{kind: hub, dataset: some-org/some-texts}")
     result, seconds = run_without_hub(tmp_path, text, f"http://127.0.0.1:{SILENT_PORT}", silent_hub=True,
