@@ -19,6 +19,7 @@ from probekit.contracts import (
     ExecutionContext,
     Executor,
     Feature,
+    FinalNorm,
     InputPath,
     Job,
     JobOutcome,
@@ -107,7 +108,7 @@ if TYPE_CHECKING:
 __all__ = [
     "API_VERSION",
     # contracts
-    "AblationResult", "Aggregation", "BatchSites", "DatasetPlugin", "Feature", "InputPath", "ModelAdapter",
+    "AblationResult", "Aggregation", "BatchSites", "DatasetPlugin", "Feature", "FinalNorm", "InputPath", "ModelAdapter",
     "NeuronWeights", "Plugin", "PluginParams", "ProbeSites", "ProbingDataset", "Selection", "Selector",
     "SkippedFeature", "TokenBatch", "dataset_problems",
     # errors

@@ -1,19 +1,16 @@
-"""The ``probekit`` command line: run, plan, validate, list-plugins, report, datasets, cache."""
+"""The ``probekit`` command line: run, plan, validate, list-plugins, report, datasets, cache, inspect."""
 
 from __future__ import annotations
 
 import json
 import re
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from pydantic_core import PydanticUndefined, to_jsonable_python
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -22,7 +19,8 @@ from probekit.cache_cli import cache_app
 from probekit.contracts import plugin_summary
 from probekit.errors import ProbekitError
 from probekit.files import atomic_write_bytes
-from probekit.progress import PlainProgress, ProgressDisplay
+from probekit.inspect_cli import inspect_app
+from probekit.progress import progress_display
 from probekit.registry import GROUPS, PluginRegistry
 from probekit.report import best_per_feature, best_table, markdown_report, selector_table, selectors_to_compare
 from probekit.results import RunDirectory
@@ -118,18 +116,6 @@ def report_failed_units(failed: list[Any], executor: str) -> None:
     for unit in failed:
         where = f" (log: {unit.log})" if unit.log else ""
         errors.print(f"  {unit.name}: {unit.error}{where}", markup=False, highlight=False)
-
-
-@contextmanager
-def progress_display() -> Iterator[ProgressDisplay]:
-    """Live bars on a terminal; elsewhere (CI logs, a pipe to tee) a plain line per task every 10 seconds."""
-    if not console.is_terminal:
-        yield PlainProgress(lambda line: console.print(line, markup=False, highlight=False))
-        return
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        yield progress
 
 
 def print_summary(table: pa.Table) -> None:
@@ -293,6 +279,7 @@ def datasets_preview(
 
 
 app.add_typer(cache_app, name="cache")
+app.add_typer(inspect_app, name="inspect")
 
 
 def describe_params(params: type) -> list[dict[str, Any]]:

@@ -98,12 +98,21 @@ class Feature:
     name: str
     sites: np.ndarray  # indices into ProbingDataset.sites
     labels: np.ndarray  # bool, one per entry of ``sites``
+    #: optional finer classes, one short name per entry of ``sites`` (e.g. the compound-word pools "XY", "XZ",
+    #: "WY"): probing ignores them; ``probekit inspect by-class`` splits activations by them
+    kinds: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         sites, labels = np.asarray(self.sites), np.asarray(self.labels)
         if sites.ndim != 1 or labels.ndim != 1 or len(sites) != len(labels):
             raise ValueError(f"feature {self.name!r}: sites and labels must be 1-D arrays of one length "
                              f"(got shapes {sites.shape} and {labels.shape})")
+        if self.kinds is not None:
+            kinds = np.asarray(self.kinds, dtype=str)
+            if kinds.shape != sites.shape:
+                raise ValueError(f"feature {self.name!r}: kinds must name one class per site ({len(sites)}), got "
+                                 f"shape {kinds.shape}")
+            object.__setattr__(self, "kinds", kinds)
         if len(sites) and not np.issubdtype(sites.dtype, np.integer):
             raise ValueError(f"feature {self.name!r}: site indices must be integers, got {sites.dtype}")
         if labels.dtype != bool and (len(labels) and not np.isin(labels, (0, 1)).all()):
@@ -263,6 +272,16 @@ class NeuronWeights:
 
 
 @dataclass(frozen=True)
+class FinalNorm:
+    """The normalisation between the last block and the unembedding: its elementwise ``scale`` [d_model] and
+    whether it subtracts the mean first (``centered``: LayerNorm yes, RMSNorm no). Its data-dependent division by
+    the norm is positive and the same for every vocabulary token, so it changes no ranking of direct effects."""
+
+    scale: np.ndarray
+    centered: bool
+
+
+@dataclass(frozen=True)
 class AblationResult:
     """Per-sequence mean next-token loss (nats) without and with the ablation."""
 
@@ -297,9 +316,11 @@ class ModelAdapter(Plugin):
     # Case-study hooks; adapters that cannot offer them keep these refusals.
 
     def ablate(
-        self, neurons: Sequence[tuple[int, int]], batch: TokenBatch, mode: Literal["zero", "mean"] = "zero"
+        self, neurons: Sequence[tuple[int, int]], batch: TokenBatch, mode: Literal["zero", "mean"] = "zero",
+        *, means: Sequence[float] | None = None,
     ) -> AblationResult:
-        """Language-model loss per sequence with the (layer, neuron) pairs fixed to 0 or to their batch mean."""
+        """Language-model loss per sequence with the (layer, neuron) pairs fixed to 0 or to a mean: ``means`` (one
+        per pair, e.g. over a corpus), else their mean over the batch's real tokens."""
         raise NotImplementedError(f"{type(self).__name__} does not support ablation")
 
     def weights(self, layer: int) -> NeuronWeights:
@@ -309,6 +330,10 @@ class ModelAdapter(Plugin):
     def unembedding(self) -> np.ndarray:
         """The unembedding ``W_U`` [vocab, d_model]: logits = W_U @ final residual stream."""
         raise NotImplementedError(f"{type(self).__name__} does not expose an unembedding")
+
+    def final_norm(self) -> FinalNorm | None:
+        """The normalisation applied before the unembedding, or None when the model has none."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its final normalisation")
 
 
 # --------------------------------------------------------------------------------------------------------------

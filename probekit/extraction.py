@@ -41,28 +41,36 @@ def iter_activation_batches(
     pad_id = pad_token_id(adapter.tokenizer)
 
     for members in length_batches(lengths, np.unique(sites.sequence), batch_tokens):
-        width = int(lengths[members].max())
-        input_ids = torch.full((len(members), width), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(members), width), dtype=torch.long)
-        site_index, rows, offsets = [], [], []
+        batch, offsets = pad_batch([dataset.sequences[sequence] for sequence in members], pad_id, left_padding)
+        site_index, rows, shifts = [], [], []
         for row, sequence in enumerate(members):
-            length = int(lengths[sequence])
-            offset = width - length if left_padding else 0
-            input_ids[row, offset : offset + length] = torch.as_tensor(dataset.sequences[sequence])
-            attention_mask[row, offset : offset + length] = 1
             own_sites = order[bounds[sequence] : bounds[sequence + 1]]
             site_index.append(own_sites)
             rows.append(np.full(len(own_sites), row))
-            offsets.append(np.full(len(own_sites), offset))
+            shifts.append(np.full(len(own_sites), offsets[row]))
         index = np.concatenate(site_index)
-        shift = np.concatenate(offsets)
+        shift = np.concatenate(shifts)
         batch_sites = BatchSites(
             row=torch.as_tensor(np.concatenate(rows)),
             start=torch.as_tensor(sites.start[index] + shift),
             end=torch.as_tensor(sites.end[index] + shift),
             aggregation=sites.aggregation,
         )
-        yield index, adapter.activations(TokenBatch(input_ids, attention_mask), layers, batch_sites)
+        yield index, adapter.activations(batch, layers, batch_sites)
+
+
+def pad_batch(sequences: Sequence[np.ndarray], pad_id: int, left: bool) -> tuple[TokenBatch, np.ndarray]:
+    """Pad token sequences into one batch (on the left or the right); also returns each row's offset, the position
+    of its first token."""
+    width = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    offsets = np.zeros(len(sequences), dtype=np.int64)
+    for row, ids in enumerate(sequences):
+        offsets[row] = width - len(ids) if left else 0
+        input_ids[row, offsets[row] : offsets[row] + len(ids)] = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+        attention_mask[row, offsets[row] : offsets[row] + len(ids)] = 1
+    return TokenBatch(input_ids, attention_mask), offsets
 
 
 def extract_activations(

@@ -6,7 +6,8 @@ The sweep only needs :class:`ProgressDisplay`'s three methods, so it runs the sa
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -74,3 +75,19 @@ class PlainProgress:
 
     def remove_task(self, task_id: int) -> None:
         self.tasks.pop(task_id, None)
+
+
+@contextmanager
+def progress_display() -> Iterator[ProgressDisplay]:
+    """Live bars on a terminal; elsewhere (CI logs, a pipe to tee) a plain line per task every 10 seconds."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from probekit.terminal import console
+
+    if not console.is_terminal:
+        yield PlainProgress(lambda line: console.print(line, markup=False, highlight=False))
+        return
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        yield progress

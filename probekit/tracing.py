@@ -81,25 +81,33 @@ class NNsightAdapter(ModelAdapter):
         return {layer: values.float().cpu().numpy() for layer, values in zip(ordered, reduced)}
 
     def ablate(
-        self, neurons: Sequence[tuple[int, int]], batch: TokenBatch, mode: Literal["zero", "mean"] = "zero"
+        self, neurons: Sequence[tuple[int, int]], batch: TokenBatch, mode: Literal["zero", "mean"] = "zero",
+        *, means: Sequence[float] | None = None,
     ) -> AblationResult:
-        """Per-sequence loss with the (layer, neuron) pairs fixed to 0, or to their mean over the batch's tokens."""
+        """Per-sequence loss with the (layer, neuron) pairs fixed to 0, or to a mean: ``means`` (one per pair) when
+        given, else their mean over the batch's real tokens."""
         by_layer: dict[int, list[int]] = {}
         for layer, neuron in neurons:
             by_layer.setdefault(int(layer), []).append(int(neuron))
+        if means is not None and len(means) != len(neurons):
+            raise ValueError(f"ablate: {len(means)} means for {len(neurons)} neurons")
+        given = {(int(layer), int(neuron)): float(mean) for (layer, neuron), mean in zip(neurons, means or [])}
         inputs = self._inputs(batch)
         mask = inputs["attention_mask"].bool()
         with torch.inference_mode():
             with self.traced.trace(inputs):
-                means = nnsight.save(
+                batch_means = nnsight.save(
                     [self.neuron_value(layer)[..., by_layer[layer]][mask].mean(dim=0) for layer in sorted(by_layer)]
                 )
                 clean_logits = nnsight.save(self.traced.output.logits)
-            replacement = dict(zip(sorted(by_layer), means))
+            replacement = dict(zip(sorted(by_layer), batch_means))
+            if given:
+                replacement = {layer: torch.tensor([given[layer, n] for n in by_layer[layer]]) for layer in by_layer}
             with self.traced.trace(inputs):
                 for layer in sorted(by_layer):
                     value = self.neuron_value(layer)
-                    value[..., by_layer[layer]] = 0.0 if mode == "zero" else replacement[layer].to(value.dtype)
+                    value[..., by_layer[layer]] = (0.0 if mode == "zero"
+                                                   else replacement[layer].to(value.device, value.dtype))
                 ablated_logits = nnsight.save(self.traced.output.logits)
         ids = inputs["input_ids"]
         return AblationResult(sequence_loss(clean_logits, ids, mask), sequence_loss(ablated_logits, ids, mask))

@@ -110,7 +110,9 @@ class CompoundWords(DatasetPlugin):
                 continue
             picked, labels = sample_with_negative_pools(
                 positives, [without_first, without_second], p.max_examples, p.positive_fraction, rng)
-            draws.append(FeatureDraw(name, picked, labels))
+            # the classes of the paper's figure 2b: the bigram XY, X without Y (XZ), Y without X (WY)
+            kinds = np.where(labels, "XY", np.where(np.isin(picked, without_second), "XZ", "WY"))
+            draws.append(FeatureDraw(name, picked, labels, kinds))
         return assemble_windows(documents, frame, content, sites.candidates(), draws, "token", skipped)
 
 

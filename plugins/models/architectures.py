@@ -23,6 +23,8 @@ class Architecture:
     mlp_out: str | None = None  # Linear reading the neurons
     gate: str | None = None  # gated MLPs: the gate projection
     conv1d: bool = False  # GPT-2 stores its projections as Conv1D, i.e. transposed Linear weights
+    final_norm: str | None = None  # causal models: the norm before the unembedding
+    final_norm_centered: bool = True  # LayerNorm subtracts the mean; RMSNorm does not
 
 
 _BERT = Architecture(
@@ -39,6 +41,8 @@ _GATED = Architecture(
     mlp_in="model.layers.{layer}.mlp.up_proj",
     mlp_out="model.layers.{layer}.mlp.down_proj",
     gate="model.layers.{layer}.mlp.gate_proj",
+    final_norm="model.norm",
+    final_norm_centered=False,
 )
 
 #: config.model_type -> architecture
@@ -49,6 +53,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         causal=True,
         mlp_in="gpt_neox.layers.{layer}.mlp.dense_h_to_4h",
         mlp_out="gpt_neox.layers.{layer}.mlp.dense_4h_to_h",
+        final_norm="gpt_neox.final_layer_norm",
     ),
     "gpt2": Architecture(
         neurons="transformer.h.{layer}.mlp.act",
@@ -56,7 +61,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         causal=True,
         mlp_in="transformer.h.{layer}.mlp.c_fc",
         mlp_out="transformer.h.{layer}.mlp.c_proj",
-            conv1d=True,
+        conv1d=True,
+        final_norm="transformer.ln_f",
     ),
     "bert": _BERT,
     "roberta": _BERT,

@@ -17,6 +17,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokeni
 from transformers.utils import logging as transformers_logging
 
 from probekit.api import (
+    FinalNorm,
     NeuronWeights,
     NNsightAdapter,
     PluginParams,
@@ -155,6 +156,14 @@ class HuggingFaceModel(NNsightAdapter):
         if head is None:
             raise NotImplementedError(f"'{self.config.model_type}' models are loaded without a language-model head")
         return _array(head.weight)
+
+    def final_norm(self) -> FinalNorm | None:
+        if self.architecture.final_norm is None:
+            if not self.architecture.causal:
+                return None  # encoders are loaded without a language-model head: nothing follows the last block
+            raise NotImplementedError(f"the final norm of '{self.config.model_type}' models is not in the table")
+        norm = _resolve(self.model, self.architecture.final_norm)
+        return FinalNorm(_array(norm.weight), self.architecture.final_norm_centered)
 
 
 class MiniLMParams(PluginParams):

@@ -112,6 +112,7 @@ class FeatureDraw:
     name: str
     candidates: np.ndarray
     labels: np.ndarray
+    kinds: np.ndarray | None = None  # optional finer class per candidate (see Feature.kinds)
 
 
 def assemble_dataset(
@@ -125,6 +126,6 @@ def assemble_dataset(
     used = (np.unique(np.concatenate([d.candidates for d in draws])) if draws
             else np.zeros(0, dtype=np.int64))
     sites = ProbeSites(candidates.sequence[used], candidates.start[used], candidates.end[used], aggregation)
-    features = [Feature(d.name, np.searchsorted(used, d.candidates), d.labels) for d in draws]
+    features = [Feature(d.name, np.searchsorted(used, d.candidates), d.labels, d.kinds) for d in draws]
     groups = None if candidates.group is None else np.asarray(candidates.group, dtype=np.int64)[used]
     return ProbingDataset(sequences, sites, features, skipped or [], groups)

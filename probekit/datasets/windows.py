@@ -134,5 +134,5 @@ def assemble_windows(
     groups = candidates.sequence if candidates.group is None else candidates.group
     windows = CandidateSites(np.arange(len(used), dtype=np.int64), np.asarray(starts, dtype=np.int64),
                              np.asarray(ends, dtype=np.int64), np.asarray(groups, dtype=np.int64)[used])
-    remapped = [FeatureDraw(d.name, np.searchsorted(used, d.candidates), d.labels) for d in draws]
+    remapped = [FeatureDraw(d.name, np.searchsorted(used, d.candidates), d.labels, d.kinds) for d in draws]
     return assemble_dataset(sequences, windows, remapped, aggregation, skipped)
