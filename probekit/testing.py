@@ -36,7 +36,7 @@ from probekit.contracts import (
     TokenBatch,
     dataset_problems,
 )
-from probekit.extraction import pad_token_id
+from probekit.extraction import pad_batch, pad_token_id
 from probekit.fake_model import FakeModel, fake_tokenizer
 
 __all__ = ["FakeModel", "check_dataset", "check_model_adapter", "check_selector", "fake_tokenizer"]
@@ -297,8 +297,10 @@ def check_model_adapter(adapter: ModelAdapter, *, texts: Sequence[str] = _ADAPTE
     offsets and special-token masks; ``activations(batch, layers, sites)`` returns ``{layer: float32 array
     [n_sites, d_mlp]}`` for exactly the requested layers (asked for out of order), finite; for token, mean, max and
     last sites, a sequence inside a batch padded on the adapter's side gives the same values (within ``atol``) as
-    the sequence alone, reduced by hand from its per-token values; and a repeated call gives the same values.
-    Loads the model's weights. Raises ``AssertionError`` naming the failed check.
+    the sequence alone, reduced by hand from its per-token values; a repeated call gives the same values; and the
+    case-study hooks ``probekit inspect`` uses, where offered (``weights``, ``unembedding``, ``final_norm``,
+    ``ablate``: shapes that agree, and mean-ablation to ``means=[0]`` equal to zero-ablation). Loads the model's
+    weights. Raises ``AssertionError`` naming the failed check.
     """
     checker = f"check_model_adapter({type(adapter).__name__})"
     with _check(checker, "identity"):
@@ -370,6 +372,60 @@ def check_model_adapter(adapter: ModelAdapter, *, texts: Sequence[str] = _ADAPTE
                 for layer in layers:
                     gap = float(np.abs(repeated[layer] - output[layer]).max())
                     assert gap <= atol, f"layer {layer}: two identical calls differ by up to {gap:.3g}"
+    _check_case_study_hooks(checker, adapter, batch, layers)
+
+
+def _offered(hook: Any) -> Any:
+    """The hook's result, or None when the adapter declines it (``NotImplementedError``)."""
+    try:
+        return hook()
+    except NotImplementedError:
+        return None
+
+
+def _check_case_study_hooks(checker: str, adapter: ModelAdapter, batch: TokenBatch, layers: Sequence[int]) -> None:
+    """The optional hooks ``probekit inspect`` uses, each checked only when offered: ``weights`` (shapes agree with
+    ``d_mlp`` and one ``d_model``), ``unembedding`` and ``final_norm`` (agree with that ``d_model``), ``ablate``
+    (one finite loss per sequence; ablating changes only the ablated loss, and mean-ablation takes ``means=``)."""
+    d_model = None
+    with _check(checker, "weights"):
+        for layer in layers:
+            weights = _offered(lambda: adapter.weights(layer))
+            if weights is None:
+                break
+            d_model = weights.W_in.shape[1]
+            assert weights.W_in.shape == (adapter.d_mlp, d_model), (
+                f"layer {layer}: W_in has shape {weights.W_in.shape}; need [d_mlp, d_model] (neuron-major)")
+            assert weights.W_out.shape == (d_model, adapter.d_mlp), (
+                f"layer {layer}: W_out has shape {weights.W_out.shape}; need [d_model, d_mlp] = "
+                f"{[d_model, adapter.d_mlp]}")
+            assert weights.b_in is None or weights.b_in.shape == (adapter.d_mlp,), (
+                f"layer {layer}: b_in has shape {weights.b_in.shape}; need [d_mlp]")
+    with _check(checker, "unembedding"):
+        W_U = _offered(adapter.unembedding)
+        if W_U is not None and d_model is not None:
+            assert W_U.ndim == 2 and W_U.shape[1] == d_model, (
+                f"unembedding has shape {W_U.shape}; need [vocab, d_model] with d_model = {d_model}")
+    with _check(checker, "final_norm"):
+        norm = _offered(adapter.final_norm)
+        if norm is not None and d_model is not None:
+            assert np.shape(norm.scale) == (d_model,), (
+                f"final_norm scale has shape {np.shape(norm.scale)}; need [{d_model}]")
+    with _check(checker, "ablate"):
+        neurons = [(layers[0], 0)]
+        zero = _offered(lambda: adapter.ablate(neurons, batch, "zero"))
+        if zero is None:
+            return
+        rows = len(batch.input_ids)
+        for name in ("loss_clean", "loss_ablated"):
+            values = np.asarray(getattr(zero, name))
+            assert values.shape == (rows,) and np.isfinite(values).all(), (
+                f"ablate() {name} is {values!r}; need one finite loss per sequence ({rows})")
+        mean = adapter.ablate(neurons, batch, "mean", means=[0.0])
+        zero_again = adapter.ablate(neurons, batch, "zero")
+        assert np.allclose(mean.loss_clean, zero.loss_clean, atol=1e-4), "loss_clean depends on the ablation"
+        assert np.allclose(mean.loss_ablated, zero_again.loss_ablated, atol=1e-4), (
+            "mean-ablation with means=[0.0] must equal zero-ablation")
 
 
 def _check_tokenizer(checker: str, tokenizer: Any, texts: Sequence[str]) -> list[np.ndarray]:
@@ -393,19 +449,9 @@ def _check_tokenizer(checker: str, tokenizer: Any, texts: Sequence[str]) -> list
     return sequences
 
 
-def _padded(sequences: Sequence[np.ndarray], adapter: ModelAdapter) -> tuple[TokenBatch, list[int]]:
+def _padded(sequences: Sequence[np.ndarray], adapter: ModelAdapter) -> tuple[TokenBatch, np.ndarray]:
     """A batch padded on the adapter's side, as the extraction engine builds it, and each row's offset."""
-    width = max(len(s) for s in sequences)
-    pad = pad_token_id(adapter.tokenizer)
-    input_ids = torch.full((len(sequences), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    offsets = []
-    for row, sequence in enumerate(sequences):
-        offset = width - len(sequence) if adapter.padding_side == "left" else 0
-        input_ids[row, offset : offset + len(sequence)] = torch.as_tensor(sequence)
-        mask[row, offset : offset + len(sequence)] = 1
-        offsets.append(offset)
-    return TokenBatch(input_ids, mask), offsets
+    return pad_batch(sequences, pad_token_id(adapter.tokenizer), adapter.padding_side == "left")
 
 
 def _spans(length: int, aggregation: str) -> list[tuple[int, int]]:

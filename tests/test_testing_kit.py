@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from probekit.contracts import (
+    AblationResult,
     DatasetPlugin,
     Feature,
     PluginParams,
@@ -96,6 +97,29 @@ def test_the_fake_model_passes_check_model_adapter(params: dict) -> None:
 
 def test_minilm_passes_check_model_adapter(minilm) -> None:
     check_model_adapter(minilm)  # about a second once the weights are loaded
+
+
+@pytest.mark.parametrize("fixture", ["tiny_neox_dir", "tiny_gpt2_dir", "tiny_llama_dir"])
+def test_causal_models_pass_check_model_adapter_with_their_case_study_hooks(fixture: str, request) -> None:
+    """LayerNorm (GPT-NeoX, GPT-2) and RMSNorm (Llama) final norms, Conv1D and gated weights, and ablation."""
+    from probekit_plugins.models.huggingface import HuggingFaceModel
+
+    adapter = HuggingFaceModel(HuggingFaceModel.Params(model=str(request.getfixturevalue(fixture))))
+    check_model_adapter(adapter)
+    assert adapter.final_norm() is not None and adapter.final_norm().centered == (fixture != "tiny_llama_dir")
+
+
+class NoMeans(FakeModel):
+    """Offers ablation, but mean-ablation ignores the means it is given."""
+
+    def ablate(self, neurons, batch, mode="zero", *, means=None):
+        rows = len(batch.input_ids)
+        return AblationResult(np.ones(rows), np.full(rows, 2.0 if mode == "zero" else 3.0))
+
+
+def test_an_adapter_whose_mean_ablation_ignores_means_fails_the_kit() -> None:
+    with pytest.raises(AssertionError, match=r"\[ablate\]: mean-ablation with means=\[0.0\] must equal zero-ablation"):
+        check_model_adapter(NoMeans(FakeModel.Params()))
 
 
 # ----------------------------------------------------------------------------------------------------------------

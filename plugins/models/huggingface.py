@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import warnings
+from collections.abc import Sequence
 from functools import reduce
 from importlib.metadata import version
 from pathlib import Path
@@ -17,11 +18,13 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokeni
 from transformers.utils import logging as transformers_logging
 
 from probekit.api import (
+    AblationResult,
     FinalNorm,
     NeuronWeights,
     NNsightAdapter,
     PluginParams,
     RunError,
+    TokenBatch,
     hub_endpoint,
     hub_problem,
     unreachable_error,
@@ -150,6 +153,13 @@ class HuggingFaceModel(NNsightAdapter):
         b_in = _array(mlp_in.bias) if getattr(mlp_in, "bias", None) is not None else None
         W_gate = _array(_resolve(self.model, arch.gate.format(layer=layer)).weight) if arch.gate else None
         return NeuronWeights(W_in, b_in, W_out, W_gate)
+
+    def ablate(self, neurons: Sequence[tuple[int, int]], batch: TokenBatch, mode: Literal["zero", "mean"] = "zero",
+               *, means: Sequence[float] | None = None) -> AblationResult:
+        if not self.architecture.causal:
+            raise NotImplementedError(f"'{self.config.model_type}' models are loaded without a language-model head, "
+                                      "so they have no language-model loss to ablate")
+        return super().ablate(neurons, batch, mode, means=means)
 
     def unembedding(self) -> np.ndarray:
         head = self.model.get_output_embeddings() if self.architecture.causal else None
