@@ -178,7 +178,7 @@ def probekit_cell(cell: Cell, setup: Setup) -> list[dict[str, float]]:
 def probekit_rows(cell: Cell, setup: Setup) -> list[dict]:
     """(a'): probekit.cells.probe_cells itself, every k of the cell still to do, F1 intervals and rows included."""
     return probe_cells(setup.validated.spec, [setup.selector], cell.X, cell.feature, cell.split, cell.layer,
-                       lambda feature, layer, selector, k: f"{feature}/{layer}/{selector}/{k}", set())
+                       lambda feature, layer, key: f"{feature}/{layer}/{key.selector}/{key.k}", set())
 
 
 def saebench_cell(cell: Cell, setup: Setup) -> list[dict[str, float]]:

@@ -7,12 +7,14 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from probekit.contracts import Feature, Selection, Selector
+from probekit.controls import random_neurons, shuffled_labels
 from probekit.errors import RunError, guarded
 from probekit.manifest import RunManifest
 from probekit.probing import fit_and_evaluate, mean_difference, top_k
@@ -20,9 +22,30 @@ from probekit.spec import ResolvedPlugin, RunSpec, SplitSettings
 from probekit.splits import F1Bootstrap, Split, SplitError, split_feature
 
 
-def cell_id(fingerprint: str, *key: Any) -> str:
-    """Stable id of one (model, dataset, feature, layer, selector, k) cell of a spec."""
-    return hashlib.sha256(json.dumps([fingerprint, *key]).encode()).hexdigest()[:20]
+@dataclass(frozen=True)
+class CellKey:
+    """What one cell of a (feature, layer) computes: a selector's probe for k, or a control of it (``control``
+    set; ``random_neurons`` has no selector: "")."""
+
+    selector: str
+    k: int
+    control: str = ""
+
+
+def cell_id(fingerprint: str, model: str, dataset: str, feature: str, layer: int, key: CellKey) -> str:
+    """Stable id of one cell of a spec (a probe's id has no control part, as before controls existed)."""
+    parts = [fingerprint, model, dataset, feature, layer, key.selector, key.k] + ([key.control] if key.control else [])
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
+
+
+def layer_cells(spec: RunSpec, selectors: Sequence[str]) -> list[CellKey]:
+    """The cells of one (feature, layer): every selector and k, and every control the spec asks for."""
+    keys = [CellKey(selector, k) for selector in selectors for k in spec.ks]
+    if "shuffled_labels" in spec.controls:
+        keys += [CellKey(selector, k, "shuffled_labels") for selector in selectors for k in spec.ks]
+    if "random_neurons" in spec.controls:
+        keys += [CellKey("", k, "random_neurons") for k in spec.ks]
+    return keys
 
 
 def resolve_layers(requested: str | list[int], n_layers: int, model: str) -> list[int]:
@@ -74,53 +97,67 @@ def probe_cells(
     feature: Feature,
     split: Split,
     layer: int,
-    cell: Callable[[str, int, str, int], str],
+    cell: Callable[[str, int, CellKey], str],
     finished: set[str],
 ) -> list[dict[str, Any]]:
-    """Result rows of one feature at one layer: every selector, every k not yet finished."""
+    """Result rows of one feature at one layer: every selector, every k and every control not yet finished."""
     y = feature.labels
     train, test = split.train, split.test
     # computed once for every selector and k: the training and test rows, their labels, the candidates, the F1
     # bootstrap's resamples (a multinomial draw per resample, which each k used to redraw alike)
     X_train, X_test = X[train], X[test]
     y_train, y_test = y[train], y[test]
-    n_train_positive, n_test_positive = int(y_train.sum()), int(y_test.sum())
-    candidates = top_k(mean_difference(X_train, y_train), min(spec.prefilter, X.shape[1]))
-    bootstrap: F1Bootstrap | None = None
-    rows = []
-    for ref, selector in selectors:
-        ks = [k for k in spec.ks if cell(feature.name, layer, ref.label, k) not in finished]
+    todo = {key for key in layer_cells(spec, [ref.label for ref, _ in selectors])
+            if cell(feature.name, layer, key) not in finished}
+    bootstrap = F1Bootstrap(y_test, split.test_groups, spec.split.seed) if todo else None
+    shared = {"feature": feature.name, "layer": layer, "n_train": len(train), "n_test": len(test),
+              "n_train_groups": split.n_train_groups, "n_test_groups": split.n_test_groups,
+              "n_train_positive": int(y_train.sum()), "n_test_positive": int(y_test.sum())}
+
+    def row(key: CellKey, chosen: np.ndarray, y_fit: np.ndarray, n_candidates: int, select_seconds: float,
+            selection: Selection | None) -> dict[str, Any]:
+        started = time.perf_counter()
+        fit = fit_and_evaluate(np.take(X_train, chosen, axis=1), y_fit, np.take(X_test, chosen, axis=1), y_test,
+                               spec.probe.C, spec.probe.max_iter)
+        f1_low, f1_high = bootstrap.interval(fit.predictions)  # type: ignore[union-attr]
+        scores = None if selection is None else selection.scores
+        return {
+            **shared, "cell_id": cell(feature.name, layer, key), "selector": key.selector, "k": key.k,
+            "control": key.control, "neurons": [f"L{layer}.N{n}" for n in chosen], "neuron_indices": chosen.tolist(),
+            "coefficients": fit.coefficients.tolist(), "intercept": fit.intercept, **fit.metrics,
+            "f1_low": f1_low, "f1_high": f1_high, "prefilter_size": n_candidates, "select_seconds": select_seconds,
+            "fit_seconds": time.perf_counter() - started,
+            "selection_scores": None if scores is None else np.asarray(scores, dtype=np.float64).tolist(),
+            "selector_details": json.dumps({} if selection is None else selection.details, default=float),
+        }
+
+    def selected(ref: ResolvedPlugin, selector: Selector, y_fit: np.ndarray, control: str) -> list[dict[str, Any]]:
+        """A selector's rows for the ks still to do, trained on labels ``y_fit`` (the true or the shuffled ones)."""
+        ks = [k for k in spec.ks if CellKey(ref.label, k, control) in todo]
         if not ks:
-            continue
+            return []
+        candidates = top_k(mean_difference(X_train, y_fit), min(spec.prefilter, X.shape[1]))
         started = time.perf_counter()
         # np.take copies the same values as X_train[:, candidates], about 10x faster (a fresh copy per selector)
-        selections = guarded(lambda: selector.select(np.take(X_train, candidates, axis=1), y_train, ks),
+        selections = guarded(lambda: selector.select(np.take(X_train, candidates, axis=1), y_fit, ks),
                              f"selector '{ref.label}' failed on feature '{feature.name}', layer {layer}")
-        select_seconds = time.perf_counter() - started
-        if bootstrap is None:
-            bootstrap = F1Bootstrap(y_test, split.test_groups, spec.split.seed)
+        seconds = time.perf_counter() - started
         with threadpool_limits(limits=1, user_api="blas"):  # tiny fits: BLAS threads only add overhead (4x)
-            for k in ks:
-                chosen = candidates[checked_selection(selections, k, len(candidates), ref.label)]
-                started = time.perf_counter()
-                fit = fit_and_evaluate(np.take(X_train, chosen, axis=1), y_train, np.take(X_test, chosen, axis=1),
-                                       y_test, spec.probe.C, spec.probe.max_iter)
-                f1_low, f1_high = bootstrap.interval(fit.predictions)
-                scores = selections[k].scores
-                rows.append({
-                    "cell_id": cell(feature.name, layer, ref.label, k),
-                    "feature": feature.name, "layer": layer, "selector": ref.label, "k": k,
-                    "neurons": [f"L{layer}.N{n}" for n in chosen], "neuron_indices": chosen.tolist(),
-                    "coefficients": fit.coefficients.tolist(), "intercept": fit.intercept, **fit.metrics,
-                    "f1_low": f1_low, "f1_high": f1_high,
-                    "n_train": len(train), "n_test": len(test),
-                    "n_train_groups": split.n_train_groups, "n_test_groups": split.n_test_groups,
-                    "n_train_positive": n_train_positive, "n_test_positive": n_test_positive,
-                    "prefilter_size": len(candidates), "select_seconds": select_seconds,
-                    "fit_seconds": time.perf_counter() - started,
-                    "selection_scores": None if scores is None else np.asarray(scores, dtype=np.float64).tolist(),
-                    "selector_details": json.dumps(selections[k].details, default=float),
-                })
+            return [row(CellKey(ref.label, k, control), candidates[checked_selection(selections, k, len(candidates),
+                        ref.label)], y_fit, len(candidates), seconds, selections[k]) for k in ks]
+
+    rows = []
+    for ref, selector in selectors:
+        rows += selected(ref, selector, y_train, "")
+    if any(key.control == "shuffled_labels" for key in todo):
+        y_shuffled = shuffled_labels(y_train, spec.split.seed, feature.name)
+        for ref, selector in selectors:
+            rows += selected(ref, selector, y_shuffled, "shuffled_labels")
+    random_ks = [k for k in spec.ks if CellKey("", k, "random_neurons") in todo]
+    with threadpool_limits(limits=1, user_api="blas"):
+        rows += [row(CellKey("", k, "random_neurons"), random_neurons(X.shape[1], k, spec.split.seed, feature.name,
+                                                                      layer), y_train, X.shape[1], 0.0, None)
+                 for k in random_ks]
     return rows
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from probekit.cache import DTYPE
-from probekit.cells import cell_id, resolve_layers, usable_features
+from probekit.cells import cell_id, layer_cells, resolve_layers, usable_features
 from probekit.errors import ProbekitError, guarded
 from probekit.manifest import RunManifest
 from probekit.results import RunDirectory
@@ -96,9 +96,9 @@ def plan_sweep(validated: ValidatedSpec) -> Plan:
             pair.sequences, pair.sites = len(dataset.sequences), len(dataset.sites)
             pair.tokens = sum(len(ids) for ids in dataset.sequences)
             pair.features = len(usable)
+            keys = layer_cells(spec, [s.label for s in validated.selectors])
             cells = {(feature.name, layer): [cell_id(spec.fingerprint, model_ref.label, dataset_ref.label,
-                                                     feature.name, layer, s.label, k)
-                                             for s in validated.selectors for k in spec.ks]
+                                                     feature.name, layer, key) for key in keys]
                      for layer in layers for feature, _ in usable}
             pair.cells = sum(len(ids) for ids in cells.values())
             pair.done = sum(cell in finished for ids in cells.values() for cell in ids)

@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 from rich.table import Table
 
+from probekit.controls import probe_rows
 from probekit.manifest import RunManifest
 
 #: a best probe scored on fewer test positives, or fewer test groups (sources), than this is flagged: its F1 and
@@ -33,8 +34,9 @@ class BestProbe:
 
 def best_per_feature(table: pa.Table) -> list[BestProbe]:
     """Highest test F1 over layers and selectors at the smallest and at the largest k, per feature."""
-    rows = table.select(["model", "dataset", "feature", "layer", "selector", "k", "neurons", "f1", "f1_low", "f1_high",
-                         "n_test_positive", "n_test_groups"]).to_pylist()
+    rows = probe_rows(table).select(["model", "dataset", "feature", "layer", "selector", "k", "neurons", "f1", "f1_low",
+                                     "f1_high", "n_test_positive", "n_test_groups", "selectivity_shuffled",
+                                     "selectivity_random"]).to_pylist()
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["model"], row["dataset"], row["feature"]), []).append(row)
@@ -63,20 +65,28 @@ def _note(best: BestProbe) -> str:
     return ", ".join(notes)
 
 
+def _selectivity(row: dict[str, Any]) -> str:
+    """Selectivity against the controls run, e.g. '0.91 / 0.42' (shuffled labels / random neurons)."""
+    return " / ".join("-" if row.get(column) is None else f"{row[column]:.2f}"
+                      for column in ("selectivity_shuffled", "selectivity_random"))
+
+
 def _columns(best: list[BestProbe]) -> tuple[list[str], list[list[str]]]:
-    header = ["feature", "model / dataset", "F1 sparsest (95% CI)", "where", "F1 densest (95% CI)", "where ", "note"]
+    header = ["feature", "model / dataset", "F1 sparsest (95% CI)", "where", "selectivity", "F1 densest (95% CI)",
+              "where ", "selectivity ", "note"]
     lines = []
     for b in best:
         s, d = b.sparsest, b.densest
         neurons = " ".join(n.split(".", 1)[1] for n in s["neurons"][:3]) + (" ..." if len(s["neurons"]) > 3 else "")
         lines.append([
             b.feature, f"{b.model} / {b.dataset}",
-            _f1(s), f"k={s['k']} L{s['layer']} {neurons} {s['selector']}",
-            _f1(d), f"k={d['k']} L{d['layer']} {d['selector']}", _note(b),
+            _f1(s), f"k={s['k']} L{s['layer']} {neurons} {s['selector']}", _selectivity(s),
+            _f1(d), f"k={d['k']} L{d['layer']} {d['selector']}", _selectivity(d), _note(b),
         ])
-    if not any(line[-1] for line in lines):  # no note to show
-        header, lines = header[:-1], [line[:-1] for line in lines]
-    return header, lines
+    shown = [index for index, name in enumerate(header)
+             if not (name == "note" and not any(line[index] for line in lines))  # no note to show
+             and not (name.startswith("selectivity") and all(line[index] == "- / -" for line in lines))]
+    return [header[i] for i in shown], [[line[i] for i in shown] for line in lines]
 
 
 def best_table(best: list[BestProbe]) -> Table:
@@ -110,8 +120,8 @@ class SelectorSummary:
 
 def compare_selectors(table: pa.Table) -> list[SelectorSummary]:
     """A :class:`SelectorSummary` per selector, in the order the selectors first appear in the table."""
-    rows = table.select(["model", "dataset", "feature", "layer", "selector", "k", "f1", "select_seconds",
-                         "selector_details"]).to_pylist()
+    rows = probe_rows(table).select(["model", "dataset", "feature", "layer", "selector", "k", "f1", "select_seconds",
+                                     "selector_details"]).to_pylist()
     best: dict[tuple[str, int], dict[tuple[str, str, str], float]] = {}
     # one selection call covers all its ks and every row repeats its time; a resumed run may hold several calls
     calls: dict[str, dict[tuple[str, str, str, int], set[float]]] = {}
@@ -173,11 +183,13 @@ def markdown_report(manifest: RunManifest | Mapping[str, Any], table: pa.Table) 
         manifest = RunManifest.from_document(dict(manifest))
     spec = manifest.spec
     header, lines = _columns(best_per_feature(table))
+    probes = probe_rows(table).num_rows
     text = [
         f"# probekit run: {spec.get('name', 'run')}",
         "",
         f"- spec: `{manifest.spec_source}` (fingerprint `{manifest.spec_fingerprint}`)",
-        f"- status: {manifest.status}; result rows: {table.num_rows}",
+        f"- status: {manifest.status}; result rows: {table.num_rows}"
+        + (f" ({probes} probes, {table.num_rows - probes} control cells)" if probes < table.num_rows else ""),
         f"- models: {', '.join(m.get('label') or m['plugin'] for m in spec['models'])}; "
         f"datasets: {', '.join(d.get('label') or d['plugin'] for d in spec['datasets'])}; "
         f"selectors: {', '.join(s.get('label') or s['plugin'] for s in spec['selectors'])}; ks: {spec['ks']}",
@@ -186,7 +198,10 @@ def markdown_report(manifest: RunManifest | Mapping[str, Any], table: pa.Table) 
         "",
         "In parentheses: the 95 % bootstrap interval of F1 over the test split's groups (its sources: documents, "
         f"entities, identical texts; n/a with a single test source). A best probe scored on fewer than "
-        f"{FEW_TEST_POSITIVES} test positives or {FEW_TEST_GROUPS} test sources is noted: its F1 says little.",
+        f"{FEW_TEST_POSITIVES} test positives or {FEW_TEST_GROUPS} test sources is noted: its F1 says little."
+        + (" Selectivity: the F1 minus the F1 of its control with shuffled training labels / with k random neurons "
+           "of the layer (- where that control was not run)." if any(h.startswith("selectivity") for h in header)
+           else ""),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),

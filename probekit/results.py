@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from probekit.controls import with_selectivity
 from probekit.errors import RunError
 from probekit.files import atomic_write_bytes, now
 from probekit.manifest import RunManifest
@@ -39,6 +40,7 @@ RESULT_SCHEMA = pa.schema(
         ("layer", pa.int32()),
         ("selector", pa.string()),
         ("k", pa.int32()),
+        ("control", pa.string()),
         ("neurons", pa.list_(pa.string())),
         ("neuron_indices", pa.list_(pa.int64())),
         ("coefficients", pa.list_(pa.float64())),
@@ -46,6 +48,8 @@ RESULT_SCHEMA = pa.schema(
         ("f1", pa.float64()),
         ("f1_low", pa.float64()),
         ("f1_high", pa.float64()),
+        ("selectivity_shuffled", pa.float64()),
+        ("selectivity_random", pa.float64()),
         ("precision", pa.float64()),
         ("recall", pa.float64()),
         ("mcc", pa.float64()),
@@ -184,12 +188,13 @@ class RunDirectory:
         atomic_write_bytes(part, sink.getvalue().to_pybytes())
 
     def read_results(self) -> pa.Table:
-        """Every readable result row of the run; a damaged part is skipped with a warning naming it."""
+        """Every readable result row of the run, each probe's selectivity against its controls filled in (see
+        probekit.controls); a damaged part is skipped with a warning naming it."""
         table, damaged = self.read_parts()
         for part in damaged:
             log.warning("skipping damaged result part %s (%s); `probekit run` with the same spec computes its "
                         "cells again", part.path, part.problem)
-        return table
+        return with_selectivity(table)
 
 
 def _first_of_each_cell(table: pa.Table) -> pa.Table:

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from probekit.contracts import Plugin, PluginParams
+from probekit.controls import Control
 from probekit.errors import PluginError, SpecError
 from probekit.registry import PluginRegistry
 
@@ -124,6 +125,10 @@ class RunSpec(_Strict):
         "skip", description="a feature a dataset cannot offer, or with too few sites of a class: skip it with a "
         "warning, or stop the run"
     )
+    controls: list[Control] = Field(
+        default_factory=list, description="control cells beside every probe: shuffled_labels (the same selector and "
+        "probe on permuted training labels), random_neurons (k random neurons of the whole layer); they add "
+        "selectivity columns and do not count in the fingerprint (add them to a finished run)")
     probe: ProbeSettings = Field(default_factory=ProbeSettings)
     split: SplitSettings = Field(default_factory=SplitSettings)
     extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
@@ -132,6 +137,13 @@ class RunSpec(_Strict):
     cache: Path | None = Field(
         Path(".probekit-cache"), description="activation cache directory, shared by runs; null keeps none"
     )
+
+    @field_validator("controls")
+    @classmethod
+    def _distinct_controls(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"each control once, got {value}")
+        return value
 
     @field_validator("layers", mode="before")
     @classmethod
@@ -159,8 +171,10 @@ class RunSpec(_Strict):
     @property
     def fingerprint(self) -> str:
         """Hash of what determines the results: the normalised spec with defaults filled in, without the name,
-        the output and cache directories, the extraction batch size and the executor (where, when, how fast)."""
-        content = self.model_dump(mode="json", exclude={"name", "output", "cache", "extraction", "executor"})
+        the output and cache directories, the extraction batch size and the executor (where, when, how fast), and
+        the controls (cells of their own, which change no probe's row)."""
+        content = self.model_dump(mode="json", exclude={"name", "output", "cache", "extraction", "executor",
+                                                         "controls"})
         for group in ("models", "datasets", "selectors"):
             for ref in content[group]:
                 ref["label"] = ref["label"] or ref["plugin"]

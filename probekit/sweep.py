@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from probekit.cache import ActivationCache
-from probekit.cells import cell_id, usable_features
+from probekit.cells import cell_id, layer_cells, usable_features
 from probekit.contracts import ExecutionContext, Executor, Job, JobOutcome
 from probekit.errors import RunError, guarded
 from probekit.manifest import DatasetCounts, SkippedRecord
@@ -117,6 +117,10 @@ class Sweep:
                                            "params": validated.executor.params.model_dump(mode="json")}
         if run_dir.set_aside_damaged():
             self.manifest.forget_completed()
+        # controls do not change the fingerprint: controls added to a finished run are cells still to do
+        if set(self.spec.controls) - set(self.manifest.spec.get("controls", [])):
+            self.manifest.forget_completed()
+        self.manifest.spec["controls"] = sorted(set(self.manifest.spec.get("controls", [])) | set(self.spec.controls))
         run_dir.write_manifest(self.manifest)
         self.finished = run_dir.finished_cells()
         self.summary = SweepSummary(str(run_dir.path), validated.executor.name, reused_cells=len(self.finished))
@@ -247,5 +251,5 @@ class Sweep:
         return make_job(unit, self.unit_spec, self.validated.source, finished)
 
     def _cell_ids(self, pair: tuple[str, str], feature: str, layer: int) -> list[str]:
-        return [cell_id(self.fingerprint, *pair, feature, layer, selector.label, k)
-                for selector in self.validated.selectors for k in self.spec.ks]
+        return [cell_id(self.fingerprint, *pair, feature, layer, key)
+                for key in layer_cells(self.spec, [selector.label for selector in self.validated.selectors])]

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from probekit.cache import ActivationCache, CacheKey
-from probekit.cells import cell_id, probe_cells, resolve_layers
+from probekit.cells import CellKey, cell_id, probe_cells, resolve_layers
 from probekit.contracts import Feature, Job, ModelAdapter, ProbingDataset, Selector, dataset_problems
 from probekit.errors import ProbekitError, RunError, guarded
 from probekit.files import atomic_write_bytes
@@ -234,8 +234,8 @@ def probe(spec: RunSpec, selectors: list[tuple[ResolvedPlugin, Selector]], unit:
     shared = {"model": unit.model, "model_identity": prepared.model_identity, "dataset": unit.dataset,
               "dataset_fingerprint": prepared.fingerprint, "spec_fingerprint": spec.fingerprint}
 
-    def cell(feature: str, layer: int, selector: str, k: int) -> str:
-        return cell_id(spec.fingerprint, unit.model, unit.dataset, feature, layer, selector, k)
+    def cell(feature: str, layer: int, key: CellKey) -> str:
+        return cell_id(spec.fingerprint, unit.model, unit.dataset, feature, layer, key)
 
     rows_written = 0
     for layer in sorted({layer for _, layer in unit.pairs}):

@@ -104,7 +104,7 @@ def test_unknown_param_and_unknown_plugin_are_both_reported() -> None:
         (("layers: [0, \"2-3\"]", "layers: everything"), "line 7: layers: 'everything' is neither an integer"),
         (("ks: \"1-4\"", "ks: \"1-4\"\nprefilter: 3"), "line 10: ks: '1-4' goes beyond prefilter (3): no k can exceed"),
         (("name: demo", "name: demo\nsplit: {test_fraction: 1.5}"), "split.test_fraction: Input should be less than 1"),
-        (("name: demo", "name: demo\ncolour: blue"), "colour: unknown key. Known: cache, datasets,"),
+        (("name: demo", "name: demo\ncolour: blue"), "colour: unknown key. Known: cache, controls, datasets,"),
     ],
 )
 def test_settings_errors(change: tuple[str, str], expected: str) -> None:

@@ -1,0 +1,70 @@
+"""Control baselines: is an F1 about the feature, or would any labels or any neurons do as well?
+
+- ``shuffled_labels`` (the selectivity control of Hewitt & Liang 2019): the same prefilter, selector and probe trained
+  on the training labels permuted (one seeded permutation per feature), evaluated on the true test labels.
+- ``random_neurons``: k neurons drawn at random from the whole layer (not the prefilter), probed as usual.
+
+Each control is a cell of its own (a row with its ``control`` column set), so it is seeded, resumed and run on every
+executor like any cell. Selectivity is a probe's F1 minus its control's F1 (same feature, layer and k; same selector
+for shuffled labels).
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+Control = Literal["shuffled_labels", "random_neurons"]
+CONTROLS: tuple[Control, ...] = ("shuffled_labels", "random_neurons")
+#: the result column giving each probe's selectivity against each control
+SELECTIVITY = {"shuffled_labels": "selectivity_shuffled", "random_neurons": "selectivity_random"}
+
+
+def _seed(seed: int, feature: str, *more: int) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(feature.encode()), *more])
+
+
+def shuffled_labels(y_train: np.ndarray, seed: int, feature: str) -> np.ndarray:
+    """The training labels permuted: one permutation per (seed, feature), the same for every layer and selector."""
+    return _seed(seed, feature).permutation(y_train)
+
+
+def random_neurons(d_mlp: int, k: int, seed: int, feature: str, layer: int) -> np.ndarray:
+    """k distinct neurons of the whole layer drawn at random (sorted), seeded by (seed, feature, layer, k)."""
+    return np.sort(_seed(seed, feature, layer, k).choice(d_mlp, size=k, replace=False))
+
+
+def with_selectivity(table: pa.Table) -> pa.Table:
+    """``table`` with ``control`` "" for probe rows (older parts have none), and each probe row's selectivity
+    against each control present: its F1 minus the matching control row's F1 (null without one)."""
+    control = pc.fill_null(table.column("control"), "")
+    table = table.set_column(table.schema.get_field_index("control"), "control", control)
+    rows = table.select(["model", "dataset", "feature", "layer", "selector", "k", "control", "f1"]).to_pylist()
+    reference = {}
+    for row in rows:
+        if row["control"]:
+            selector = row["selector"] if row["control"] == "shuffled_labels" else ""
+            reference[(row["control"], row["model"], row["dataset"], row["feature"], row["layer"], selector,
+                       row["k"])] = row["f1"]
+    for name, column in SELECTIVITY.items():
+        values = []
+        for row in rows:
+            selector = row["selector"] if name == "shuffled_labels" else ""
+            control_f1 = reference.get((name, row["model"], row["dataset"], row["feature"], row["layer"], selector,
+                                        row["k"]))
+            values.append(None if row["control"] or control_f1 is None else row["f1"] - control_f1)
+        table = table.set_column(table.schema.get_field_index(column), column, pa.array(values, pa.float64()))
+    return table
+
+
+def probe_rows(table: pa.Table) -> pa.Table:
+    """Only the probes' own rows (no control rows); a table without the control columns (built by hand, or by an
+    older probekit) gets them, empty."""
+    for name, kind in (("control", pa.string()), *((column, pa.float64()) for column in SELECTIVITY.values())):
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, kind))
+    return table.filter(pc.equal(pc.fill_null(table.column("control"), ""), ""))
