@@ -8,6 +8,7 @@ JSON) and a figure (PNG, SVG).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,9 +51,23 @@ Feature = Annotated[Optional[str], typer.Option("--feature", help="a feature of 
 
 @contextmanager
 def _inspection(output: Path | None) -> Iterator[None]:
-    """User and environment errors as one message and exit code 2."""
+    """User and environment errors as one message and exit code 2; an --output that cannot be written stops the
+    command before the analysis runs."""
     with user_errors(f"the inspection output {output}" if output else "the inspection"):
+        if output is not None:
+            _check_output(output)
         yield
+
+
+def _check_output(output: Path) -> None:
+    existing = output
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ProbekitError(f"--output {output}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ProbekitError(f"--output {output}: cannot write in {existing} (permission denied); choose a writable "
+                            "location")
 
 
 def _subject(model: str | None, model_params: str, from_run: Path | None, dataset: str | None, dataset_params: str,
@@ -97,6 +112,8 @@ def _band(text: str) -> tuple[float, float]:
         low, high = (float(part) for part in text.replace(",", "-").split("-"))
     except ValueError:
         raise ProbekitError(f"--band {text}: give two quantiles as LOW-HIGH, e.g. 0.9-0.99") from None
+    if not 0 <= low < high <= 1:  # checked before the corpus is read
+        raise ProbekitError(f"--band {text}: give two quantiles 0 <= low < high <= 1, e.g. 0.9-0.99")
     return low, high
 
 
@@ -116,10 +133,10 @@ def max_activating_command(
     from probekit.inspection.max_activating import max_activating
 
     with _inspection(output):
+        low_high = _band(band)
         subject = _subject(model, model_params, from_run, dataset, dataset_params, text, sequence_length,
                            max_sequences, cache, batch_tokens)
         chosen = _neurons(neurons, subject)
-        low_high = _band(band)
         sequences = subject.sequences()
         result = _with_progress("read tokens", sum(len(s) for s in sequences), lambda advance: max_activating(
             subject.adapter, sequences, chosen, top, low_high, band_examples, context, seed, batch_tokens, advance))
@@ -178,7 +195,11 @@ def vocab_command(
             subject.adapter, sequences, chosen, min_count, top, split, batch_tokens, advance))
         _finish(result, subject, output, f"activation per token of {', '.join(map(str, chosen))}")
         if split is not None:
-            show(rich_table(result.tables["split"], f"the same token by the label of '{split_by}'", limit=20))
+            if result.tables["split"].num_rows:
+                show(rich_table(result.tables["split"], f"the same token by the label of '{split_by}'", limit=20))
+            else:
+                console.print(f"no token occurs --min-count {min_count} times both in positive and in negative "
+                              f"spans of '{split_by}'", markup=False, style="dim")
 
 
 @inspect_app.command("logits")

@@ -72,6 +72,8 @@ def rich_table(table: pa.Table, title: str, limit: int = 40) -> Table:
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, str):  # a token or a context with a line break or a tab stays on one line
+        return value.replace("\n", "\\n").replace("\t", "\\t")
     return "" if value is None else str(value)
 
 

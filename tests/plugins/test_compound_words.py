@@ -8,10 +8,13 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
 from probekit.api import tokenize_documents
+from probekit.cli import app
 from probekit.errors import RunError
 from probekit_plugins.datasets.compound_words import PAPER_BIGRAMS, CompoundWords, SiteIndex, bigram_sites
 
@@ -197,3 +200,41 @@ def test_the_example_has_no_variant_among_its_negatives(minilm) -> None:
                 assert not variant.match(text, x_start), text[x_start : end + 20]
             checked += 1
     assert checked > 100
+
+
+def test_kinds_name_the_pool_of_each_site(bpe_tokenizer, corpus: Path) -> None:
+    """The classes of the paper's figure 2b: "XY" exactly for positives; a negative is "WY" (Y without X before it)
+    or "XZ" (the token after an X that Y does not follow), by the pool it was drawn from."""
+    dataset = build(bpe_tokenizer, corpus)
+    expected = {"social_security": ("social", "security", {"XY": 24, "WY": 30, "XZ": 30}),
+                "prime_factors": ("prime", "factors", {"XY": 12, "WY": 15, "XZ": 15})}
+    for feature in dataset.features:
+        first, second, counts = expected[feature.name]
+        assert feature.kinds is not None and len(feature.kinds) == len(feature.sites)
+        assert ((feature.kinds == "XY") == feature.labels).all()
+        for site, kind in zip(feature.sites[~feature.labels], feature.kinds[~feature.labels]):
+            words = window_words(bpe_tokenizer, dataset.sequences[dataset.sites.sequence[site]])
+            if words[-1] == second:
+                assert kind == "WY" and words[-2] != first, words[-3:]
+            else:
+                assert kind == "XZ" and words[-2] == first, words[-3:]
+        assert {kind: int((feature.kinds == kind).sum()) for kind in counts} == counts
+
+
+def test_inspect_by_class_shows_the_kinds(fake_model_plugin: str, corpus: Path) -> None:
+    params = json.dumps({"source": {"kind": "jsonl", "path": str(corpus)}, "bigrams": ["social security"]})
+    result = CliRunner().invoke(app, ["inspect", "by-class", "L0.N3", "L1.N7", "--model", "fake", "--dataset",
+                                      "compound_words", "--dataset-params", params, "--feature", "social_security",
+                                      "--output", "out"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for kind, n in (("XY", 24), ("WY", 30), ("XZ", 30)):
+        assert re.search(rf"│ sum of 2 *│ kind {kind} *│ {n} *│", result.stdout), result.stdout
+    rows = pq.read_table(Path("out") / "by-class.parquet").to_pylist()
+    classes = ["positive", "negative", "kind WY", "kind XY", "kind XZ"]
+    assert [(r["series"], r["class"]) for r in rows] == [(s, c) for s in ("L0.N3", "L1.N7", "sum of 2")
+                                                        for c in classes]
+    by_class = {r["class"]: r["n"] for r in rows}
+    assert by_class["positive"] == by_class["kind XY"] == 24
+    assert by_class["negative"] == by_class["kind WY"] + by_class["kind XZ"] == 60
+    histogram = pq.read_table(Path("out") / "by-class-histogram.parquet").to_pylist()
+    assert {r["class"] for r in histogram} == set(classes)
