@@ -22,7 +22,7 @@ from probekit.inspection.output import Inspection, rich_table
 from probekit.inspection.subject import Subject, TextCorpus, open_subject
 from probekit.progress import progress_display
 from probekit.spec import parse_int_list
-from probekit.terminal import console, show, user_errors
+from probekit.terminal import console, show, user_errors, warn
 
 inspect_app = typer.Typer(help="Case studies of neurons (the paper's section 5): max-activating examples, "
                           "activations by class, per-token activation, logit effects, ablation, weight statistics.",
@@ -160,6 +160,9 @@ def by_class_command(
         subject = _subject(model, model_params, from_run, dataset, dataset_params, None, 128, 1, cache, batch_tokens)
         chosen = _neurons(neurons, subject)
         chosen_feature = subject.feature(feature)
+        if subject.missing_cache is not None:
+            warn(f"no activation cache at {subject.missing_cache} (a relative cache is found from the directory the "
+                 "run was started in; or pass --cache DIR): the activations are extracted again")
         result = by_class(subject.adapter, subject.dataset, chosen_feature, chosen, subject.cache, other_tokens, bins,
                           batch_tokens)
         _finish(result, subject, output, f"{', '.join(map(str, chosen))} on '{chosen_feature.name}'")

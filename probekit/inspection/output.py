@@ -63,7 +63,9 @@ def rich_table(table: pa.Table, title: str, limit: int = 40) -> Table:
     for name in table.column_names:
         shown.add_column(name, overflow="fold")
     for row in table.slice(0, limit).to_pylist():
-        shown.add_row(*(_cell(value) for value in row.values()))
+        # a token is quoted, so that " 2023" and "2023" differ
+        shown.add_row(*(repr(value) if name == "token" and isinstance(value, str) else _cell(value)
+                        for name, value in row.items()))
     if table.num_rows > limit:
         shown.caption = f"{limit} of {table.num_rows} rows (--output DIR saves them all)"
     return shown

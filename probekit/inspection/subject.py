@@ -44,6 +44,8 @@ class Subject:
     batch_tokens: int = 4096
     #: datasets of the run a ``--from-run`` subject could have used, for the message when none was chosen
     run_datasets: list[str] = field(default_factory=list)
+    #: the run's activation cache when it is not where its spec says (relative to the working directory)
+    missing_cache: Path | None = None
 
     @cached_property
     def adapter(self) -> ModelAdapter:
@@ -153,9 +155,10 @@ def open_subject(
     dataset_ref = _choose("dataset", datasets, dataset, from_run) if dataset or len(datasets) == 1 else None
     spec_cache = validated.spec.cache
     chosen_cache = cache or (Path(spec_cache) if spec_cache else None)
-    return Subject(model_ref.label, model_ref, dataset_ref, text,
-                   ActivationCache(chosen_cache) if chosen_cache and chosen_cache.is_dir() else None, batch_tokens,
-                   run_datasets=[d.label for d in datasets] if dataset_ref is None else [])
+    found = chosen_cache is not None and chosen_cache.is_dir()
+    return Subject(model_ref.label, model_ref, dataset_ref, text, ActivationCache(chosen_cache) if found else None,
+                   batch_tokens, run_datasets=[d.label for d in datasets] if dataset_ref is None else [],
+                   missing_cache=None if found else chosen_cache)
 
 
 def _choose(kind: str, refs: list[ResolvedPlugin], label: str | None, run: Path) -> ResolvedPlugin:
