@@ -232,7 +232,7 @@ def ablate_command(
 ) -> None:
     """Language-model loss with the neurons ablated against the clean model, per class of sequence: without
     --feature each sequence's class is the dataset's feature positive in it (e.g. its language)."""
-    from probekit.inspection.ablation import ablation
+    from probekit.inspection.ablation import ablation, require_language_model
 
     with _inspection(output):
         if mode not in ("zero", "mean"):
@@ -240,6 +240,7 @@ def ablate_command(
         ablation_mode: Literal["zero", "mean"] = "zero" if mode == "zero" else "mean"
         subject = _subject(model, model_params, from_run, dataset, dataset_params, None, 128, 1, None, batch_tokens)
         chosen = _neurons(neurons, subject)
+        require_language_model(subject.adapter)  # before the dataset is built
         chosen_feature = subject.feature(feature) if feature is not None else None
         dataset_built = subject.dataset
         result = _with_progress("ablate sequences", len(dataset_built.sequences), lambda advance: ablation(

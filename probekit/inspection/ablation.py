@@ -61,11 +61,7 @@ def ablation(
 ) -> Inspection:
     """Per-sequence loss clean and ablated, and per class the relative increase of the mean loss with a 95 %
     percentile-bootstrap interval (sequences resampled within the class, ``bootstrap`` draws)."""
-    try:
-        adapter.unembedding()
-    except NotImplementedError as error:
-        raise ProbekitError(f"ablate measures the language-model loss, so it needs a model with a language-model "
-                            f"head: {error}; use a causal language model such as pythia") from None
+    require_language_model(adapter)
     classes = sequence_classes(dataset, feature)
     chosen = np.flatnonzero(classes != NO_CLASS)
     if len(chosen) == 0:
@@ -107,6 +103,15 @@ def ablation(
                                    "sequences": len(chosen)}
     tables = {"classes": pa.Table.from_pylist(summary), "sequences": pa.Table.from_pylist(per_sequence)}
     return Inspection("ablate", tables, description, _figure(neurons, mode, summary))
+
+
+def require_language_model(adapter: ModelAdapter) -> None:
+    """Stop with a clear message when the adapter cannot ablate (no language-model head, e.g. an encoder)."""
+    try:
+        adapter.unembedding()
+    except NotImplementedError as error:
+        raise ProbekitError(f"ablate measures the language-model loss, so it needs a model with a language-model "
+                            f"head: {error}; use a causal language model such as pythia") from None
 
 
 def relative_increase(clean: np.ndarray, ablated: np.ndarray, axis: int | None = None) -> Any:

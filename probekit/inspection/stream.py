@@ -118,8 +118,8 @@ class RunningTop:
             values = np.concatenate([self.values[column], batch.values[:, column]])
             sequence = np.concatenate([self.sequence[column], batch.sequence])
             position = np.concatenate([self.position[column], batch.position])
-            if len(values) > self.size:
-                keep = np.argpartition(-values, self.size - 1)[: self.size]
+            if len(values) > self.size:  # a tie at the cut keeps the earliest tokens, wherever the batches end
+                keep = np.lexsort((position, sequence, -values))[: self.size]
                 values, sequence, position = values[keep], sequence[keep], position[keep]
             self.values[column], self.sequence[column], self.position[column] = values, sequence, position
 

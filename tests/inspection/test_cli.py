@@ -78,6 +78,11 @@ def shown(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value).strip()  # cells lose their edge spaces
 
 
+def shown_row(row: dict) -> list[str]:
+    """A Parquet row as the terminal table shows it: tokens quoted, so that leading spaces are visible."""
+    return [repr(value) if name == "token" else shown(value) for name, value in row.items()]
+
+
 @pytest.fixture
 def fake_run(tmp_path: Path, fake_model_plugin: str) -> Path:
     """A finished run of the fake model on two datasets; its activation cache is ./.probekit-cache (cwd: tmp_path)."""
@@ -261,7 +266,7 @@ def test_vocab_on_text_files(fake_model_plugin: str, texts: Path, tmp_path: Path
                                                "vocab.svg"}
     ranked = pq.read_table(out / "vocab.parquet").to_pylist()
     terminal = table_rows(result.stdout, "activation per token of L0.N1")
-    assert [[shown(v) for v in row.values()] for row in ranked[:len(terminal)]] == terminal
+    assert [shown_row(row) for row in ranked[:len(terminal)]] == terminal
     assert ranked[0]["end"] == "top" and any(c.isdigit() for c in ranked[0]["token"])  # the digit neuron
     tokens = pq.read_table(out / "vocab-tokens.parquet").to_pylist()
     assert sum(r["count"] for r in tokens) == json.loads((out / "vocab.json").read_text())["tokens"]
@@ -333,8 +338,7 @@ def test_logits_ablate_and_weights_on_a_language_model(tiny_neox_dir: Path, tmp_
     assert logits.exit_code == 0, logits.output
     ranked = pq.read_table(out / "logits.parquet").to_pylist()
     assert len(ranked) == 2 * 2 * 3
-    assert table_rows(logits.stdout, "direct logit effect of L1.N5, L2.N0")[0] == [shown(v) for v in
-                                                                                  ranked[0].values()]
+    assert table_rows(logits.stdout, "direct logit effect of L1.N5, L2.N0")[0] == shown_row(ranked[0])
     assert "final norm folded in: scale and mean subtraction (LayerNorm)" in logits.stdout
     assert pq.read_table(out / "logits-effects.parquet").num_rows == 2 * json.loads(
         (out / "logits.json").read_text())["vocab"]
