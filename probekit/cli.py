@@ -86,7 +86,7 @@ def run(
             table, manifest = run_dir.read_results(), run_dir.read_manifest()
             if manifest is None:  # the sweep wrote it; only a concurrent removal gets here
                 raise ProbekitError(f"{run_dir.manifest_path} disappeared during the run")
-            atomic_write_bytes(run_dir.path / "report.md", markdown_report(manifest, table).encode())
+            write_reports(run_dir, manifest, table, html=table.num_rows > 0)
     except KeyboardInterrupt as interruption:
         what = "terminated" if isinstance(interruption, Terminated) else "interrupted"
         errors.print(f"{what}: finished cells are saved; run the same command again to resume", style="yellow")
@@ -102,7 +102,8 @@ def run(
     if table.num_rows:
         print_summary(table)
     console.print(f"{summary.new_rows} new result rows, {summary.reused_cells} cells already on disk; "
-                  f"results in {run_dir.results_dir}, report in {run_dir.path / 'report.md'}", markup=False)
+                  f"results in {run_dir.results_dir}, report in {run_dir.path / 'report.html'} (and report.md)",
+                  markup=False)
     if summary.failed_units:
         report_failed_units(summary.failed_units, summary.executor)
         raise typer.Exit(1)
@@ -212,17 +213,45 @@ def list_plugins(as_json: Annotated[bool, typer.Option("--json", help="machine-r
 
 
 @app.command()
-def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
-    """Show the best probe per feature of a finished (or interrupted) run and rewrite its report.md."""
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+    html: Annotated[bool, typer.Option("--html", help="also write report.html: the figures and tables in one "
+                                       "self-contained page")] = False,
+    metric: Annotated[str, typer.Option("--metric", help="metric of the per-feature figures (with --html): f1, "
+                                        "precision, recall, mcc, accuracy, balanced_accuracy, roc_auc")] = "f1",
+) -> None:
+    """Show the best probe per feature of a finished (or interrupted) run and rewrite its report.md (and with --html
+    its report.html)."""
+    from probekit.probing import METRICS
+
     directory = RunDirectory(run_dir)
-    with user_errors(f"the report {directory.path / 'report.md'}"):
+    with user_errors(f"the report in {directory.path}"):
+        if metric not in METRICS:
+            raise ProbekitError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
+        if not directory.path.is_dir():
+            raise ProbekitError(f"{run_dir}: no such run directory")
         manifest = directory.read_manifest()
         if manifest is None:
             raise ProbekitError(f"{run_dir} is not a probekit run directory (no run.json)")
         table = directory.read_results()
-        atomic_write_bytes(directory.path / "report.md", markdown_report(manifest, table).encode())
+        if table.num_rows == 0:
+            raise ProbekitError(f"{run_dir} holds no result rows yet: `probekit run` its spec first "
+                                f"({manifest.spec_source})")
+        write_reports(directory, manifest, table, html, metric)
     print_summary(table)
-    console.print(f"{table.num_rows} result rows; report written to {directory.path / 'report.md'}", markup=False)
+    partial = "" if manifest.status == "complete" else " (partial: the run has not finished)"
+    written = "report.md" + (" and report.html" if html else "")
+    console.print(f"{table.num_rows} result rows{partial}; {written} written to {directory.path}", markup=False)
+
+
+def write_reports(directory: RunDirectory, manifest: Any, table: pa.Table, html: bool, metric: str = "f1") -> None:
+    """report.md, and report.html when asked, in the run directory."""
+    atomic_write_bytes(directory.path / "report.md", markdown_report(manifest, table).encode())
+    if html:
+        from probekit.html_report import html_report
+
+        atomic_write_bytes(directory.path / "report.html",
+                           html_report(directory.path, manifest, table, metric).encode())
 
 
 datasets_app = typer.Typer(help="Look at dataset plugins.", no_args_is_help=True)

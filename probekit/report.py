@@ -36,7 +36,7 @@ def best_per_feature(table: pa.Table) -> list[BestProbe]:
     """Highest test F1 over layers and selectors at the smallest and at the largest k, per feature."""
     rows = probe_rows(table).select(["model", "dataset", "feature", "layer", "selector", "k", "neurons", "f1", "f1_low",
                                      "f1_high", "n_test_positive", "n_test_groups", "selectivity_shuffled",
-                                     "selectivity_random"]).to_pylist()
+                                     "selectivity_random", "selector_details"]).to_pylist()
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["model"], row["dataset"], row["feature"]), []).append(row)
