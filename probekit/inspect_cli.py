@@ -163,8 +163,10 @@ def by_class_command(
         if subject.missing_cache is not None:
             warn(f"no activation cache at {subject.missing_cache} (a relative cache is found from the directory the "
                  "run was started in; or pass --cache DIR): the activations are extracted again")
-        result = by_class(subject.adapter, subject.dataset, chosen_feature, chosen, subject.cache, other_tokens, bins,
-                          batch_tokens)
+        dataset_built = subject.dataset
+        result = _with_progress("read sites", len(dataset_built.sites), lambda advance: by_class(
+            subject.adapter, dataset_built, chosen_feature, chosen, subject.cache, other_tokens, bins, batch_tokens,
+            advance))
         _finish(result, subject, output, f"{', '.join(map(str, chosen))} on '{chosen_feature.name}'")
         show(rich_table(result.tables["thresholds"], "best single threshold"))
 

@@ -6,7 +6,7 @@ densities (figure 5d), and the precision and recall of the best single threshold
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,9 +31,10 @@ def by_class(
     other_tokens: bool = False,
     bins: int = 50,
     batch_tokens: int = 4096,
+    on_sites: Callable[[int], None] | None = None,
 ) -> Inspection:
     """Distributions, histograms and best thresholds of ``neurons`` (and their sum when several) on ``feature``."""
-    values, from_cache = site_activations(adapter, dataset, neurons, cache, batch_tokens)
+    values, from_cache = site_activations(adapter, dataset, neurons, cache, batch_tokens, on_sites)
     values = values[feature.sites]
     labels = feature.labels
     series = {str(n): values[:, i] for i, n in enumerate(neurons)}

@@ -78,10 +78,11 @@ def site_activations(
     neurons: Sequence[NeuronId],
     cache: ActivationCache | None,
     batch_tokens: int = 4096,
+    on_sites: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, list[int]]:
     """The neurons' activations at every site of ``dataset`` ([sites, neurons]); layers the cache holds for these
-    exact sites are read from it (memory-mapped), the others extracted. Also returns the layers read from the
-    cache."""
+    exact sites are read from it (memory-mapped), the others extracted (``on_sites(n)`` reports progress). Also
+    returns the layers read from the cache."""
     shape = (len(dataset.sites), adapter.d_mlp)
     values = np.empty((len(dataset.sites), len(neurons)), dtype=np.float32)
     from_cache: list[int] = []
@@ -101,6 +102,8 @@ def site_activations(
             for column, neuron in enumerate(neurons):
                 if neuron.layer in activations:
                     values[index, column] = activations[neuron.layer][:, neuron.index]
+            if on_sites is not None:
+                on_sites(len(index))
     return values, from_cache
 
 
