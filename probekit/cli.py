@@ -234,11 +234,14 @@ def report(
         if manifest is None:
             raise ProbekitError(f"{run_dir} is not a probekit run directory (no run.json)")
         table = directory.read_results()
-        if table.num_rows == 0:
+        if table.num_rows == 0 and not manifest.skipped_features:
             raise ProbekitError(f"{run_dir} holds no result rows yet: `probekit run` its spec first "
                                 f"({manifest.spec_source})")
         write_reports(directory, manifest, table, html, metric)
-    print_summary(table)
+    if table.num_rows:
+        print_summary(table)
+    else:
+        warn("no result rows: every feature was skipped (the reasons are in report.md)")
     partial = "" if manifest.status == "complete" else " (partial: the run has not finished)"
     written = "report.md" + (" and report.html" if html else "")
     console.print(f"{table.num_rows} result rows{partial}; {written} written to {directory.path}", markup=False)

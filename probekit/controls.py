@@ -67,4 +67,5 @@ def probe_rows(table: pa.Table) -> pa.Table:
     for name, kind in (("control", pa.string()), *((column, pa.float64()) for column in SELECTIVITY.values())):
         if name not in table.column_names:
             table = table.append_column(name, pa.nulls(table.num_rows, kind))
-    return table.filter(pc.equal(pc.fill_null(table.column("control"), ""), ""))
+    is_probe = pc.equal(pc.fill_null(table.column("control"), ""), "")
+    return table if pc.all(is_probe).as_py() is not False else table.filter(is_probe)

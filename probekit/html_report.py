@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from probekit.controls import probe_rows
 from probekit.manifest import RunManifest
@@ -51,7 +52,7 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; 
 h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 2em; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
 th, td { border: 1px solid #ddd; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
-th { background: #f3f3f3; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f3f3f3; } td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .partial { background: #fff3cd; border: 1px solid #e0c060; padding: 0.6em 1em; }
 .note { color: #555; font-size: 0.9em; } figure { margin: 1em 0; } img { max-width: 100%; }
 .grid { display: flex; flex-wrap: wrap; gap: 0.5em; } .grid figure { width: 380px; margin: 0; }
@@ -126,27 +127,30 @@ def html_report(run_path: Path, manifest: RunManifest, table: pa.Table, metric: 
     models = [m.get("label") or m["plugin"] for m in spec["models"]]
     sections: list[tuple[str, str, str]] = []  # (anchor, title, body)
 
-    best = best_per_feature(table)
+    best = best_per_feature(probes)
     rank = {(b.model, b.dataset, b.feature): -b.sparsest["f1"] for b in best}
     ranked_features = sorted(rank, key=lambda key: (rank[key], key))
+    position = {key: index for index, key in enumerate(ranked_features)}
+    best.sort(key=lambda b: position[(b.model, b.dataset, b.feature)])  # the best features first
     rows = [[b.feature, f"{b.model} / {b.dataset}", _f1(b.sparsest), b.sparsest["k"], b.sparsest["layer"],
              " ".join(b.sparsest["neurons"]), b.sparsest["selector"], _selectivity(b.sparsest),
              _certificate(b.sparsest.get("selector_details")), _f1(b.densest), b.densest["k"], b.densest["layer"],
              _selectivity(b.densest)] for b in best]
     sections.append(("best", "Best probe per feature", (
-        "<p class=note>Highest test F1 over layers and selectors at the smallest and at the largest k, with its 95 % "
+        "<p class=note>Highest test F1 over layers and selectors at the smallest and at the largest k (best first), "
+        "with its 95 % "
         "bootstrap interval over test sources. Selectivity: F1 minus the control's F1 (shuffled labels / random "
         "neurons; - where not run). Certificate: the optimal sparse probe's solver status and gap.</p>"
         + _table(["feature", "model / dataset", "F1 sparsest", "k", "layer", "neurons", "selector", "selectivity",
                   "certificate", "F1 densest", "k ", "layer ", "selectivity "], rows, limits.table_page,
                  {2, 3, 4, 9, 10, 11}))))
 
-    maps = layer_maps(table)
+    maps = layer_maps(probes)
     if maps:
         body = ""
         for layer_map in maps:
-            keep = [i for i, f in sorted(enumerate(layer_map.features), key=lambda item: ranked_features.index(
-                item[1]) if item[1] in rank else len(ranked_features))][: limits.heatmap_features]
+            keep = sorted(range(len(layer_map.features)), key=lambda i: position.get(layer_map.features[i], len(
+                position)))[: limits.heatmap_features]
             values = np.array([[np.nan if v is None else v for v in layer_map.values[i]] for i in keep], dtype=float)
             figure, axes = _figure(min(12, 1.5 + 0.45 * len(layer_map.layers)), 1.2 + 0.22 * len(keep))
             image = axes[0].imshow(values, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
@@ -161,8 +165,10 @@ def html_report(run_path: Path, manifest: RunManifest, table: pa.Table, metric: 
                     "</figcaption></figure>"
         sections.append(("layers", "Where each feature lives", body))
 
-    summaries = compare_selectors(table)
-    if len(summaries) > 1 or any(s.certified for s in summaries):
+    several = len(spec["selectors"]) > 1
+    certified = probes.num_rows and pc.any(pc.match_substring(probes.column("selector_details"), '"status"')).as_py()
+    summaries = compare_selectors(probes) if several or certified else []
+    if len(summaries) > 1 or certified:
         figure, axes = _figure(10, 3.4, 2)
         for summary in summaries:
             ks = sorted(summary.f1_by_k)
@@ -181,7 +187,7 @@ def html_report(run_path: Path, manifest: RunManifest, table: pa.Table, metric: 
                      rows, limits.table_page))))
 
     if len(models) > 1:
-        curves = model_curves(table, models)
+        curves = model_curves(probes, models)
         figure, axes = _figure(4.5 * min(len(curves), 4), 3.4, min(len(curves), 4))
         for ax, curve in zip(axes, curves):
             for model, points in curve.models.items():
@@ -190,7 +196,7 @@ def html_report(run_path: Path, manifest: RunManifest, table: pa.Table, metric: 
             ax.set_xlabel("k")
             ax.set_ylabel("mean max-over-layers F1")
             ax.legend(fontsize="x-small")
-        across = sparse_across_models(table, models)
+        across = sparse_across_models(probes, models)
         figure_b, axes_b = _figure(7, 4)
         for (dataset, feature), values in list(across.items())[: limits.compare_features]:
             axes_b[0].plot(models, [np.nan if v is None else v for v in values], marker=".", alpha=0.6)
@@ -202,11 +208,11 @@ def html_report(run_path: Path, manifest: RunManifest, table: pa.Table, metric: 
             f"<figure>{_png(figure_b)}<figcaption>Each feature's sparsest best F1 across models (figure 4b; "
             f"{min(len(across), limits.compare_features)} of {len(across)} features)</figcaption></figure>")))
 
-    sparse = best_sparse_probes(table)
+    sparse = best_sparse_probes(probes)
     if sparse:
         figure, axes = _figure(5, 4.2)
         axes[0].scatter([p.recall for p in sparse], [p.precision for p in sparse], s=14)
-        for p in sparse[: limits.compare_features]:
+        for p in sparse if len(sparse) <= 20 else []:  # more labels would hide the points
             axes[0].annotate(p.feature[2], (p.recall, p.precision), fontsize=6)
         axes[0].set_xlabel("recall")
         axes[0].set_ylabel("precision")
@@ -236,18 +242,21 @@ def html_report(run_path: Path, manifest: RunManifest, table: pa.Table, metric: 
             axes[0].set_xlabel("k")
             axes[0].set_ylabel(metric)
             axes[0].set_title(key[2], fontsize=9)
-            if len(layers) <= 12:
-                axes[0].legend(fontsize=6, ncol=2)
+            if len(layers) <= 12 or curve.controls:  # many layers: their gradient says it; controls still named
+                handles, labels = axes[0].get_legend_handles_labels()
+                keep = [i for i, label in enumerate(labels) if len(layers) <= 12 or not label.startswith("L")]
+                axes[0].legend([handles[i] for i in keep], [labels[i] for i in keep], fontsize=6, ncol=2)
             figures.append(f"<figure>{_png(figure)}<figcaption>{_e(key[0])} / {_e(key[1])}</figcaption></figure>")
         more = (f"The {len(shown)} features with the best sparsest F1 of {len(curves_by_feature)}; the table above "
                 "lists them all." if len(curves_by_feature) > len(shown) else "")
-        sections.append(("features", f"{metric} against k per feature", (
+        metric_name = "F1" if metric == "f1" else metric.replace("_", " ")
+        sections.append(("features", f"{metric_name} against k per feature", (
             "<p class=note>One line per layer (dark: early, light: late), best over selectors; controls dashed. "
             f"{more}</p><div class=grid>{''.join(figures)}</div>")))
 
     cache_dir = Path(spec["cache"]) if spec.get("cache") else None
-    histograms, missing = activation_histograms(run_path, cache_dir, [p for p in sorted(
-        sparse, key=lambda p: ranked_features.index(p.feature) if p.feature in rank else 0)][: limits.feature_figures])
+    histograms, missing = activation_histograms(run_path, cache_dir, sorted(
+        sparse, key=lambda p: position.get(p.feature, len(position)))[: limits.feature_figures])
     if histograms or missing:
         figures = []
         for histogram in histograms:

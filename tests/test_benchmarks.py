@@ -37,9 +37,15 @@ SMOKE_RUNS: dict[str, tuple[list[str], list[str]]] = {
         *(f"| {method} | " for method in
           ("random", "mean_diff", "f_stat", "mutual_info", "l1_logreg", "adaptive_threshold", "osp")),
     ]),
+    "bench_report.py": (["--smoke", "--profile"], [
+        "### HTML report: large run against small run", "read results (s)", "build report.html (s)", "page size",
+        "Chromium load + full-page screenshot (s)", "| large: 40 features x 4 layers x ks 1-3 | 960 |",
+        "| small: 5 features x 2 layers x ks 1-3 | 60 |", "| large / small | 16x |",
+        "where the build of the large page goes",
+    ]),
 }
-#: smoke runs over about 10 seconds (they load a model)
-SLOW = {"bench_executors.py", "bench_extraction.py", "bench_selectors.py"}
+#: smoke runs over about 10 seconds (they load a model, or open a browser)
+SLOW = {"bench_executors.py", "bench_extraction.py", "bench_selectors.py", "bench_report.py"}
 
 
 def test_every_benchmark_has_a_smoke_run() -> None:
