@@ -86,7 +86,11 @@ def run(
             table, manifest = run_dir.read_results(), run_dir.read_manifest()
             if manifest is None:  # the sweep wrote it; only a concurrent removal gets here
                 raise ProbekitError(f"{run_dir.manifest_path} disappeared during the run")
-            write_reports(run_dir, manifest, table, html=table.num_rows > 0)
+            # a run that computed nothing keeps its page (drawing it again costs about 2 s and changes nothing)
+            page = run_dir.path / "report.html"
+            stale = (summary.new_rows > 0 or not page.exists()
+                     or (manifest.status == "complete") == ("Partial report" in page.read_text(errors="replace")))
+            write_reports(run_dir, manifest, table, html=table.num_rows > 0 and stale)
     except KeyboardInterrupt as interruption:
         what = "terminated" if isinstance(interruption, Terminated) else "interrupted"
         errors.print(f"{what}: finished cells are saved; run the same command again to resume", style="yellow")

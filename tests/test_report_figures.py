@@ -161,3 +161,22 @@ def test_report_html_from_the_command_line_and_its_bad_inputs(tmp_path: Path) ->
     (old / "run.json").write_text(json.dumps(document))
     result = runner.invoke(app, ["report", str(old), "--html"])
     assert result.exit_code == 2 and "run.json" in result.output and "Traceback" not in result.output, result.output
+
+
+def test_run_writes_the_page_and_keeps_it_when_nothing_was_computed(fake_model_plugin: str, tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"models: [{{plugin: {fake_model_plugin}}}]\n"
+                    "datasets: [{plugin: text_features, params: {max_sequences: 60, sequence_length: 64, "
+                    "min_positive_rate: 0.02, features: [all_digits]}}]\n"
+                    "layers: [0]\nselectors: [{plugin: mean_diff}]\nks: [1]\n"
+                    f"output: {tmp_path / 'run'}\ncache: {tmp_path / 'cache'}\n")
+    runner = CliRunner()
+    assert runner.invoke(app, ["run", str(spec)]).exit_code == 0
+    page = tmp_path / "run" / "report.html"
+    written = page.stat().st_mtime_ns
+    assert "Partial report" not in page.read_text() and "all_digits" in page.read_text()
+    assert runner.invoke(app, ["run", str(spec)]).exit_code == 0
+    assert page.stat().st_mtime_ns == written  # nothing computed: the page stays
+    page.write_text(page.read_text().replace("<h1>", "<p>Partial report</p><h1>"))  # as an interrupted run left it
+    assert runner.invoke(app, ["run", str(spec)]).exit_code == 0
+    assert "Partial report" not in page.read_text()  # the run is complete now: drawn again
