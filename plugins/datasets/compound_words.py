@@ -110,8 +110,10 @@ class CompoundWords(DatasetPlugin):
                 continue
             picked, labels = sample_with_negative_pools(
                 positives, [without_first, without_second], p.max_examples, p.positive_fraction, rng)
-            # the classes of the paper's figure 2b: the bigram XY, X without Y (XZ), Y without X (WY)
-            kinds = np.where(labels, "XY", np.where(np.isin(picked, without_second), "XZ", "WY"))
+            # the classes of the paper's figure 2b: the bigram XY, X without Y (XZ), Y without X (WY); a token in both
+            # pools (a Y right after an X that does not form the bigram, e.g. across a line break) is "XZ+WY"
+            after_x, y_alone = np.isin(picked, without_second), np.isin(picked, without_first)
+            kinds = np.where(labels, "XY", np.where(after_x & y_alone, "XZ+WY", np.where(after_x, "XZ", "WY")))
             draws.append(FeatureDraw(name, picked, labels, kinds))
         return assemble_windows(documents, frame, content, sites.candidates(), draws, "token", skipped)
 
@@ -144,7 +146,8 @@ def bigram_sites(
 
     positives: the token holding the last character of Y when X comes right before it;
     without_first: the same for Y without X before it ("WY");
-    without_second: the first token with a visible character after X when Y does not follow ("XW").
+    without_second: the first token with a visible character after X when Y does not follow ("XW"; the paper's
+    figure 2b calls it "XZ", as the features' ``kinds`` do).
     A variant of the compound (hyphenated "X-Y", plural or possessive "X Ys", "X Y's") is neither: it is the
     compound, so it never serves as a negative.
     """
