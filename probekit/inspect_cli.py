@@ -38,7 +38,8 @@ Dataset = Annotated[Optional[str], typer.Option(
     "--dataset", help="dataset plugin giving the corpus and features; with --from-run, the label of a run's dataset")]
 DatasetParams = Annotated[str, typer.Option("--dataset-params", help="the dataset plugin's params as YAML or JSON")]
 Text = Annotated[Optional[str], typer.Option(
-    "--text", help="a corpus of plain-text files instead of the dataset: a file, a directory or a glob")]
+    "--text", help="a corpus instead of the dataset: plain-text files (a file, a directory or a glob) or a text "
+    "source as YAML, e.g. '{kind: stdlib}'")]
 SequenceLength = Annotated[int, typer.Option("--sequence-length", min=2, help="tokens per --text window")]
 MaxSequences = Annotated[int, typer.Option("--max-sequences", min=1, help="--text windows read at most")]
 Cache = Annotated[Optional[Path], typer.Option(

@@ -4,17 +4,20 @@ files cut into windows), taken from command-line options or from a finished run'
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import yaml
+from pydantic import TypeAdapter, ValidationError
 
 from probekit.cache import ActivationCache
 from probekit.contracts import Feature, ModelAdapter, ProbingDataset
 from probekit.datasets.alignment import tokenize_lazily
 from probekit.datasets.files import read_text, resolve_files
+from probekit.datasets.sources import TextSource, read_documents
 from probekit.datasets.windows import content_length, cut_windows, special_frame
 from probekit.errors import ProbekitError, guarded
 from probekit.registry import PluginRegistry
@@ -97,15 +100,27 @@ class Subject:
 
 
 def text_sequences(tokenizer: object, corpus: TextCorpus) -> list[np.ndarray]:
-    """Windows of the files' tokens, the model's special tokens around each, in file order."""
-    files = resolve_files(corpus.pattern, what="--text")
+    """Windows of the corpus's tokens, the model's special tokens around each, in reading order. The corpus is files
+    (a file, a directory or a glob), or any text source of the datasets given as a mapping, e.g. ``{kind: stdlib}``
+    or ``{kind: jsonl, path: corpus.jsonl, text_field: text}`` (see docs/datasets.md)."""
     frame = special_frame(tokenizer)
     content = content_length(tokenizer, frame, corpus.sequence_length)
-    documents = tokenize_lazily(tokenizer, (read_text(path, fallback="latin-1") for path in files))
+    if corpus.pattern.lstrip().startswith("{"):
+        try:
+            source = TypeAdapter(TextSource).validate_python(parse_params("--text", corpus.pattern))
+        except ValidationError as error:
+            problems = "; ".join(": ".join(filter(None, (".".join(map(str, e["loc"])), e["msg"])))
+                                 for e in error.errors())
+            raise ProbekitError(f"--text {corpus.pattern}: not a text source ({problems})") from None
+        texts: Iterator[str] = read_documents(source, seed=0)
+    else:
+        files = resolve_files(corpus.pattern, what="--text")
+        texts = (read_text(path, fallback="latin-1") for path in files)
+    documents = tokenize_lazily(tokenizer, texts)
     windows = cut_windows(documents, content, limit=corpus.max_sequences)
     sequences = [window.input_ids(frame) for window in windows]
     if not sequences:
-        raise ProbekitError(f"--text {corpus.pattern}: the files hold no text")
+        raise ProbekitError(f"--text {corpus.pattern}: it holds no text")
     return sequences
 
 

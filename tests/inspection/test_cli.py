@@ -359,3 +359,18 @@ def test_logits_ablate_and_weights_on_a_language_model(tiny_neox_dir: Path, tmp_
     assert {r["class"] for r in classes} <= {"contains_digit", "not contains_digit"} and classes
     assert json.loads((out / "ablate.json").read_text())["mode"] == "mean"
     assert (out / "ablate.svg").stat().st_size > 0
+
+
+def test_any_text_source_is_a_corpus(fake_model_plugin: str, texts: Path, tmp_path: Path) -> None:
+    """--text also takes a datasets' text source as YAML: the same files through {kind: files} count the same."""
+    by_glob = inspect("vocab", "L0.N1", "--model", "fake", "--text", str(texts / "*.txt"), "-o", str(tmp_path / "a"))
+    source = json.dumps({"kind": "files", "path": str(texts)})
+    by_source = inspect("vocab", "L0.N1", "--model", "fake", "--text", source, "-o", str(tmp_path / "b"))
+    assert by_glob.exit_code == by_source.exit_code == 0, by_source.output
+    assert (pq.read_table(tmp_path / "a" / "vocab-tokens.parquet").to_pylist()
+            == pq.read_table(tmp_path / "b" / "vocab-tokens.parquet").to_pylist())
+    stdlib = inspect("max-activating", "L0.N1", "--model", "fake", "--text", "{kind: stdlib}", "--max-sequences", "5",
+                     "--top", "2", "--band-examples", "0")
+    assert stdlib.exit_code == 0 and "top" in stdlib.stdout, stdlib.output
+    assert_refused(inspect("vocab", "L0.N1", "--model", "fake", "--text", "{kind: nope}"),
+                   "--text {kind: nope}: not a text source (Input tag 'nope'", "'stdlib', 'files'")
