@@ -150,7 +150,9 @@ def test_an_interrupted_driver_cancels_its_array_and_the_same_command_resumes(
         assert time.monotonic() < deadline, "the interrupted driver's array is still queued or running"
         time.sleep(0.2)
     logs = "".join(path.read_text() for path in (tmp_path / "slurm" / "slurm").glob(f"{array}_*/*_log.err"))
-    assert "CANCELLED" in logs  # killed by the driver's scancel, not left to finish
+    # killed by the driver's scancel, not left to finish: a task whose step was running logs CANCELLED; one cancelled
+    # between its start and its step (a busy machine) logs that srun could not create the step of an ending job
+    assert "CANCELLED" in logs or "Job/step already completing or completed" in logs, logs
     resumed = slurm_cluster.run(command, env={"PYTHONPATH": plugins_path}, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "cells already on disk" in resumed.stdout
