@@ -43,21 +43,16 @@ def with_selectivity(table: pa.Table) -> pa.Table:
     against each control present: its F1 minus the matching control row's F1 (null without one)."""
     control = pc.fill_null(table.column("control"), "")
     table = table.set_column(table.schema.get_field_index("control"), "control", control)
-    rows = table.select(["model", "dataset", "feature", "layer", "selector", "k", "control", "f1"]).to_pylist()
-    reference = {}
-    for row in rows:
-        if row["control"]:
-            selector = row["selector"] if row["control"] == "shuffled_labels" else ""
-            reference[(row["control"], row["model"], row["dataset"], row["feature"], row["layer"], selector,
-                       row["k"])] = row["f1"]
+    is_probe = pc.equal(control, "")
+    order = pa.array(range(table.num_rows), pa.int64())
     for name, column in SELECTIVITY.items():
-        values = []
-        for row in rows:
-            selector = row["selector"] if name == "shuffled_labels" else ""
-            control_f1 = reference.get((name, row["model"], row["dataset"], row["feature"], row["layer"], selector,
-                                        row["k"]))
-            values.append(None if row["control"] or control_f1 is None else row["f1"] - control_f1)
-        table = table.set_column(table.schema.get_field_index(column), column, pa.array(values, pa.float64()))
+        keys = ["model", "dataset", "feature", "layer", "k"] + (["selector"] if name == "shuffled_labels" else [])
+        reference = table.filter(pc.equal(control, name)).select([*keys, "f1"]).rename_columns([*keys, "control_f1"])
+        joined = (table.select(keys).append_column("row", order)
+                  .join(reference, keys, join_type="left outer", use_threads=False).sort_by("row"))
+        difference = pc.subtract(table.column("f1"), joined.column("control_f1"))
+        values = pc.if_else(is_probe, difference, pa.nulls(table.num_rows, pa.float64()))
+        table = table.set_column(table.schema.get_field_index(column), column, values.cast(pa.float64()))
     return table
 
 

@@ -43,7 +43,7 @@ class ReportLimits:
 
     feature_figures: int = 24
     heatmap_features: int = 60
-    table_page: int = 200
+    table_page: int = 100
     compare_features: int = 40
 
 
