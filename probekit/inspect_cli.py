@@ -67,8 +67,8 @@ def _check_output(output: Path) -> None:
     if not existing.is_dir():
         raise ProbekitError(f"--output {output}: {existing} is a file, not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ProbekitError(f"--output {output}: cannot write in {existing} (permission denied); choose a writable "
-                            "location")
+        why = "a read-only file system" if os.statvfs(existing).f_flag & os.ST_RDONLY else "permission denied"
+        raise ProbekitError(f"--output {output}: cannot write in {existing} ({why}); choose a writable location")
 
 
 def _subject(model: str | None, model_params: str, from_run: Path | None, dataset: str | None, dataset_params: str,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -207,18 +209,31 @@ def test_unwritable_output_stops_before_the_analysis(fake_model_plugin: str, tex
         assert "max-activating tokens" not in result.stdout  # refused up front, not after the analysis
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
-def test_read_only_output_directory(fake_model_plugin: str, texts: Path, tmp_path: Path) -> None:
+def test_read_only_output_directory(fake_model_plugin: str, texts: Path, tmp_path: Path,
+                                   tiny_neox_dir: Path) -> None:
+    """A directory this user cannot write: by permissions (an ordinary user), or on a read-only filesystem (root,
+    whom permissions do not stop: a read-only tmpfs in a private mount namespace)."""
     locked = tmp_path / "locked"
     locked.mkdir()
-    locked.chmod(0o555)
-    try:
-        result = inspect("max-activating", "L0.N1", "--model", "fake", "--text", str(texts), "-o",
-                         str(locked / "out"))
-        assert_refused(result, f"--output {locked / 'out'}", "permission denied")
-        assert not (locked / "out").exists()
-    finally:
-        locked.chmod(0o755)
+    if os.geteuid() != 0:
+        locked.chmod(0o555)
+        try:
+            result = inspect("max-activating", "L0.N1", "--model", "fake", "--text", str(texts), "-o",
+                             str(locked / "out"))
+            assert_refused(result, f"--output {locked / 'out'}", "permission denied")
+            assert not (locked / "out").exists()
+        finally:
+            locked.chmod(0o755)
+        return
+    model = json.dumps({"name": str(tiny_neox_dir)})
+    command = (f"mount -t tmpfs -o ro,size=1m tmpfs {locked} && exec {sys.executable} -m probekit inspect "
+               f"max-activating L0.N1 --model pythia --model-params '{model}' --text {texts} -o {locked / 'out'}")
+    result = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", command], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip() == f"error: --output {locked / 'out'}: cannot write in {locked} (a read-only " \
+        "file system); choose a writable location", result.stderr
+    assert "max-activating tokens" not in result.stdout  # refused before the analysis
 
 
 # ------------------------------------------------------------------------------------------------------------------
