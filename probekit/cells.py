@@ -131,12 +131,16 @@ def probe_cells(
             "selector_details": json.dumps({} if selection is None else selection.details, default=float),
         }
 
+    prefiltered: dict[str, np.ndarray] = {}
+
     def selected(ref: ResolvedPlugin, selector: Selector, y_fit: np.ndarray, control: str) -> list[dict[str, Any]]:
         """A selector's rows for the ks still to do, trained on labels ``y_fit`` (the true or the shuffled ones)."""
         ks = [k for k in spec.ks if CellKey(ref.label, k, control) in todo]
         if not ks:
             return []
-        candidates = top_k(mean_difference(X_train, y_fit), min(spec.prefilter, X.shape[1]))
+        if control not in prefiltered:  # one prefilter per set of training labels, shared by every selector
+            prefiltered[control] = top_k(mean_difference(X_train, y_fit), min(spec.prefilter, X.shape[1]))
+        candidates = prefiltered[control]
         started = time.perf_counter()
         # np.take copies the same values as X_train[:, candidates], about 10x faster (a fresh copy per selector)
         selections = guarded(lambda: selector.select(np.take(X_train, candidates, axis=1), y_fit, ks),

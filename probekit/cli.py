@@ -277,23 +277,15 @@ def datasets_preview(
     feature: Annotated[Optional[list[str]], typer.Option("--feature", help="only these features")] = None,
 ) -> None:
     """Build a dataset on a model's tokenizer (no weights loaded): class counts and marked examples."""
-    import yaml
-
     from probekit.errors import guarded
     from probekit.preview import NEGATIVE, POSITIVE, class_counts, feature_examples
-    from probekit.spec import PluginRef, load_yaml, resolve_plugin, yaml_problem
+    from probekit.spec import PluginRef, parse_params, resolve_plugin
     from probekit.units import check_dataset
 
     registry = PluginRegistry()
     try:
-        parsed = {}
-        for option, text in (("--params", params), ("--model-params", model_params)):
-            try:
-                parsed[option] = load_yaml(text) or {}
-            except yaml.YAMLError as error:
-                raise ProbekitError(f"{option}: {yaml_problem(error)}") from None
-            if not isinstance(parsed[option], dict):
-                raise ProbekitError(f"{option}: give a mapping, e.g. '{{key: value}}'")
+        parsed = {option: parse_params(option, text) for option, text in (("--params", params),
+                                                                          ("--model-params", model_params))}
         model_ref = resolve_plugin(registry, "models", PluginRef(plugin=model, params=parsed["--model-params"]),
                                    "--model-params")
         adapter = guarded(model_ref.instantiate, f"model '{model}' failed to load")

@@ -64,3 +64,10 @@ def probe_rows(table: pa.Table) -> pa.Table:
             table = table.append_column(name, pa.nulls(table.num_rows, kind))
     is_probe = pc.equal(pc.fill_null(table.column("control"), ""), "")
     return table if pc.all(is_probe).as_py() is not False else table.filter(is_probe)
+
+
+def control_rows(table: pa.Table) -> pa.Table:
+    """Only the control rows (none in a table without a control column)."""
+    if "control" not in table.column_names:
+        return table.slice(0, 0)
+    return table.filter(pc.not_equal(pc.fill_null(table.column("control"), ""), ""))

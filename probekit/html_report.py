@@ -22,8 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from probekit.controls import probe_rows
+from probekit.figures import new_figure
 from probekit.manifest import RunManifest
-from probekit.report import best_per_feature, compare_selectors
+from probekit.report import best_per_feature, compare_selectors, format_f1, format_selectivity
 from probekit.report_data import (
     activation_histograms,
     best_sparse_probes,
@@ -67,13 +68,6 @@ def _png(figure: Figure) -> str:
     return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
-def _figure(width: float, height: float, columns: int = 1) -> tuple[Figure, Any]:
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), layout="constrained")
-    return figure, figure.subplots(1, columns, squeeze=False)[0]
-
-
 def _e(value: Any) -> str:
     return html.escape(str(value))
 
@@ -94,18 +88,6 @@ def _table(header: list[str], rows: list[list[Any]], page: int, numeric: set[int
         parts.append(f"<details{' open' if start == 0 else ''}><summary>rows {start + 1}-{start + len(chunk)} of "
                      f"{len(rows)}</summary>{one(chunk)}</details>")
     return "".join(parts)
-
-
-def _f1(row: dict[str, Any]) -> str:
-    low, high = row.get("f1_low"), row.get("f1_high")
-    if low is None or high is None or np.isnan(low):
-        return f"{row['f1']:.3f}"
-    return f"{row['f1']:.3f} ({low:.3f}-{high:.3f})"
-
-
-def _selectivity(row: dict[str, Any]) -> str:
-    return " / ".join("-" if row.get(c) is None else f"{row[c]:.2f}" for c in ("selectivity_shuffled",
-                                                                                "selectivity_random"))
 
 
 def _certificate(details: str | None) -> str:
@@ -132,10 +114,10 @@ def html_report(run_path: Path, manifest: RunManifest, table: pa.Table, metric: 
     ranked_features = sorted(rank, key=lambda key: (rank[key], key))
     position = {key: index for index, key in enumerate(ranked_features)}
     best.sort(key=lambda b: position[(b.model, b.dataset, b.feature)])  # the best features first
-    rows = [[b.feature, f"{b.model} / {b.dataset}", _f1(b.sparsest), b.sparsest["k"], b.sparsest["layer"],
-             " ".join(b.sparsest["neurons"]), b.sparsest["selector"], _selectivity(b.sparsest),
-             _certificate(b.sparsest.get("selector_details")), _f1(b.densest), b.densest["k"], b.densest["layer"],
-             _selectivity(b.densest)] for b in best]
+    rows = [[b.feature, f"{b.model} / {b.dataset}", format_f1(b.sparsest), b.sparsest["k"], b.sparsest["layer"],
+             " ".join(b.sparsest["neurons"]), b.sparsest["selector"], format_selectivity(b.sparsest),
+             _certificate(b.sparsest.get("selector_details")), format_f1(b.densest), b.densest["k"], b.densest["layer"],
+             format_selectivity(b.densest)] for b in best]
     sections.append(("best", "Best probe per feature", (
         "<p class=note>Highest test F1 over layers and selectors at the smallest and at the largest k (best first), "
         "with its 95 % "
@@ -152,7 +134,8 @@ def html_report(run_path: Path, manifest: RunManifest, table: pa.Table, metric: 
             keep = sorted(range(len(layer_map.features)), key=lambda i: position.get(layer_map.features[i], len(
                 position)))[: limits.heatmap_features]
             values = np.array([[np.nan if v is None else v for v in layer_map.values[i]] for i in keep], dtype=float)
-            figure, axes = _figure(min(12, 1.5 + 0.45 * len(layer_map.layers)), 1.2 + 0.22 * len(keep))
+            figure, (axes,) = new_figure(1, 1, min(12, 1.5 + 0.45 * len(layer_map.layers)),
+                                         1.2 + 0.22 * len(keep))
             image = axes[0].imshow(values, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
             axes[0].set_xticks(range(len(layer_map.layers)), [str(x) for x in layer_map.layers])
             axes[0].set_yticks(range(len(keep)), [layer_map.features[i][2] for i in keep], fontsize=7)
@@ -169,7 +152,7 @@ def html_report(run_path: Path, manifest: RunManifest, table: pa.Table, metric: 
     certified = probes.num_rows and pc.any(pc.match_substring(probes.column("selector_details"), '"status"')).as_py()
     summaries = compare_selectors(probes) if several or certified else []
     if len(summaries) > 1 or certified:
-        figure, axes = _figure(10, 3.4, 2)
+        figure, (axes,) = new_figure(1, 2, 5, 3.4)
         for summary in summaries:
             ks = sorted(summary.f1_by_k)
             axes[0].plot(ks, [summary.f1_by_k[k] for k in ks], marker="o", label=summary.selector)
@@ -188,7 +171,7 @@ def html_report(run_path: Path, manifest: RunManifest, table: pa.Table, metric: 
 
     if len(models) > 1:
         curves = model_curves(probes, models)
-        figure, axes = _figure(4.5 * min(len(curves), 4), 3.4, min(len(curves), 4))
+        figure, (axes,) = new_figure(1, min(len(curves), 4), 4.5, 3.4)
         for ax, curve in zip(axes, curves):
             for model, points in curve.models.items():
                 ax.plot([k for k, _ in points], [v for _, v in points], marker="o", label=model)
@@ -197,7 +180,7 @@ def html_report(run_path: Path, manifest: RunManifest, table: pa.Table, metric: 
             ax.set_ylabel("mean max-over-layers F1")
             ax.legend(fontsize="x-small")
         across = sparse_across_models(probes, models)
-        figure_b, axes_b = _figure(7, 4)
+        figure_b, (axes_b,) = new_figure(1, 1, 7, 4)
         for (dataset, feature), values in list(across.items())[: limits.compare_features]:
             axes_b[0].plot(models, [np.nan if v is None else v for v in values], marker=".", alpha=0.6)
         axes_b[0].set_ylabel("best F1 at the smallest k")
@@ -210,7 +193,7 @@ def html_report(run_path: Path, manifest: RunManifest, table: pa.Table, metric: 
 
     sparse = best_sparse_probes(probes)
     if sparse:
-        figure, axes = _figure(5, 4.2)
+        figure, (axes,) = new_figure(1, 1, 5, 4.2)
         axes[0].scatter([p.recall for p in sparse], [p.precision for p in sparse], s=14)
         for p in sparse if len(sparse) <= 20 else []:  # more labels would hide the points
             axes[0].annotate(p.feature[2], (p.recall, p.precision), fontsize=6)
@@ -231,7 +214,7 @@ def html_report(run_path: Path, manifest: RunManifest, table: pa.Table, metric: 
         figures = []
         for key in shown:
             curve = curves_by_feature[key]
-            figure, axes = _figure(4.6, 3.0)
+            figure, (axes,) = new_figure(1, 1, 4.6, 3.0)
             layers = sorted(curve.layers)
             colours = colormaps["viridis"](np.linspace(0, 1, max(len(layers), 2)))
             for colour, layer in zip(colours, layers):
@@ -260,7 +243,7 @@ def html_report(run_path: Path, manifest: RunManifest, table: pa.Table, metric: 
     if histograms or missing:
         figures = []
         for histogram in histograms:
-            figure, axes = _figure(4.6, 2.8)
+            figure, (axes,) = new_figure(1, 1, 4.6, 2.8)
             for counts, label, colour in ((histogram.negative, "negative", "tab:blue"),
                                           (histogram.positive, "positive", "tab:orange")):
                 axes[0].stairs(counts, histogram.edges, label=label, color=colour, fill=True, alpha=0.5)

@@ -50,9 +50,9 @@ def best_per_feature(table: pa.Table) -> list[BestProbe]:
     return best
 
 
-def _f1(row: dict[str, Any]) -> str:
+def format_f1(row: dict[str, Any]) -> str:
     """F1 with its 95 % bootstrap interval, e.g. '0.912 (0.884-0.938)'."""
-    if math.isnan(row["f1_low"]):
+    if row.get("f1_low") is None or math.isnan(row["f1_low"]):
         return f"{row['f1']:.3f} (n/a)"
     return f"{row['f1']:.3f} ({row['f1_low']:.3f}-{row['f1_high']:.3f})"
 
@@ -65,7 +65,7 @@ def _note(best: BestProbe) -> str:
     return ", ".join(notes)
 
 
-def _selectivity(row: dict[str, Any]) -> str:
+def format_selectivity(row: dict[str, Any]) -> str:
     """Selectivity against the controls run, e.g. '0.91 / 0.42' (shuffled labels / random neurons)."""
     return " / ".join("-" if row.get(column) is None else f"{row[column]:.2f}"
                       for column in ("selectivity_shuffled", "selectivity_random"))
@@ -80,8 +80,8 @@ def _columns(best: list[BestProbe]) -> tuple[list[str], list[list[str]]]:
         neurons = " ".join(n.split(".", 1)[1] for n in s["neurons"][:3]) + (" ..." if len(s["neurons"]) > 3 else "")
         lines.append([
             b.feature, f"{b.model} / {b.dataset}",
-            _f1(s), f"k={s['k']} L{s['layer']} {neurons} {s['selector']}", _selectivity(s),
-            _f1(d), f"k={d['k']} L{d['layer']} {d['selector']}", _selectivity(d), _note(b),
+            format_f1(s), f"k={s['k']} L{s['layer']} {neurons} {s['selector']}", format_selectivity(s),
+            format_f1(d), f"k={d['k']} L{d['layer']} {d['selector']}", format_selectivity(d), _note(b),
         ])
     shown = [index for index, name in enumerate(header)
              if not (name == "note" and not any(line[index] for line in lines))  # no note to show

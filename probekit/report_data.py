@@ -15,15 +15,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from probekit.controls import probe_rows
+from probekit.controls import control_rows, probe_rows
 
 FeatureKey = tuple[str, str, str]  # (model, dataset, feature)
-
-
-def _control_rows(table: pa.Table) -> pa.Table:
-    if "control" not in table.column_names:
-        return table.slice(0, 0)
-    return table.filter(pc.not_equal(pc.fill_null(table.column("control"), ""), ""))
 
 
 def _best(table: pa.Table, keys: list[str], metric: str) -> list[dict[str, Any]]:
@@ -31,8 +25,8 @@ def _best(table: pa.Table, keys: list[str], metric: str) -> list[dict[str, Any]]
     if table.num_rows == 0:
         return []
     grouped = table.select([*keys, metric]).group_by(keys, use_threads=False).aggregate([(metric, "max")])
-    return grouped.rename_columns([*keys[:0], *grouped.column_names[:-1], metric]).to_pylist() \
-        if grouped.column_names[-1] != metric else grouped.to_pylist()
+    return grouped.rename_columns([metric if name == f"{metric}_max" else name for name in grouped.column_names]) \
+        .to_pylist()
 
 
 @dataclass
@@ -51,7 +45,7 @@ def feature_curves(table: pa.Table, metric: str = "f1") -> dict[FeatureKey, Feat
     for row in _best(probe_rows(table), ["model", "dataset", "feature", "layer", "k"], metric):
         key = (row["model"], row["dataset"], row["feature"])
         curves.setdefault(key, FeatureCurves(key)).layers.setdefault(row["layer"], []).append((row["k"], row[metric]))
-    for row in _best(_control_rows(table), ["model", "dataset", "feature", "control", "k"], metric):
+    for row in _best(control_rows(table), ["model", "dataset", "feature", "control", "k"], metric):
         key = (row["model"], row["dataset"], row["feature"])
         if key in curves:
             curves[key].controls.setdefault(row["control"], []).append((row["k"], row[metric]))

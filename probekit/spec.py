@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from probekit.contracts import Plugin, PluginParams
 from probekit.controls import Control
-from probekit.errors import PluginError, SpecError
+from probekit.errors import PluginError, ProbekitError, SpecError
 from probekit.registry import PluginRegistry
 
 
@@ -377,6 +377,17 @@ def load_yaml(text: str) -> Any:
 #: PyYAML contexts whose start, not where the parser noticed, is where the mistake is
 _UNCLOSED = {"while parsing a flow sequence": "'[' is never closed", "while parsing a flow mapping":
              "'{' is never closed", "while scanning a quoted scalar": "a quoted string is never closed"}
+
+
+def parse_params(option: str, text: str) -> dict:
+    """A plugin's params given on the command line as YAML or JSON (a mapping)."""
+    try:
+        parsed = load_yaml(text) or {}
+    except yaml.YAMLError as error:
+        raise ProbekitError(f"{option}: {yaml_problem(error)}") from None
+    if not isinstance(parsed, dict):
+        raise ProbekitError(f"{option}: give a mapping, e.g. '{{key: value}}'")
+    return parsed
 
 
 def yaml_problem(error: yaml.YAMLError) -> str:

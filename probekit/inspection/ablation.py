@@ -13,8 +13,9 @@ import pyarrow as pa
 from probekit.contracts import Feature, ModelAdapter, ProbingDataset
 from probekit.errors import ProbekitError, guarded
 from probekit.extraction import length_batches, pad_batch, pad_token_id
+from probekit.figures import new_figure
 from probekit.inspection.neurons import NeuronId
-from probekit.inspection.output import Inspection, new_figure
+from probekit.inspection.output import Inspection
 from probekit.inspection.stream import stream_tokens
 
 NO_CLASS = ""

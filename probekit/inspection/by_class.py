@@ -15,8 +15,9 @@ import pyarrow as pa
 from probekit.cache import ActivationCache
 from probekit.contracts import Feature, ModelAdapter, ProbingDataset
 from probekit.errors import ProbekitError
+from probekit.figures import new_figure
 from probekit.inspection.neurons import NeuronId
-from probekit.inspection.output import Inspection, new_figure
+from probekit.inspection.output import Inspection
 from probekit.inspection.stream import site_activations, stream_tokens
 
 OTHER = "other tokens"

@@ -17,8 +17,9 @@ import pyarrow as pa
 
 from probekit.contracts import ModelAdapter
 from probekit.errors import ProbekitError
+from probekit.figures import new_figure
 from probekit.inspection.neurons import NeuronId
-from probekit.inspection.output import Inspection, new_figure
+from probekit.inspection.output import Inspection
 
 
 def direct_effects(adapter: ModelAdapter, neurons: Sequence[NeuronId]) -> tuple[np.ndarray, str]:

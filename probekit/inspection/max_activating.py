@@ -12,8 +12,9 @@ import pyarrow as pa
 
 from probekit.contracts import ModelAdapter
 from probekit.errors import ProbekitError
+from probekit.figures import new_figure
 from probekit.inspection.neurons import NeuronId
-from probekit.inspection.output import Inspection, new_figure
+from probekit.inspection.output import Inspection
 from probekit.inspection.stream import Reservoir, RunningTop, stream_tokens
 
 #: tokens kept in the uniform sample the quantile band is drawn from

@@ -77,12 +77,3 @@ def _cell(value: Any) -> str:
     if isinstance(value, str):  # a token or a context with a line break or a tab stays on one line
         return value.replace("\n", "\\n").replace("\t", "\\t")
     return "" if value is None else str(value)
-
-
-def new_figure(rows: int, columns: int, width: float = 5.0, height: float = 3.2) -> tuple[Figure, Any]:
-    """A figure of ``rows`` x ``columns`` axes (always a 2-D array) without touching pyplot's global state."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width * columns, height * rows), layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False)
-    return figure, axes

@@ -10,7 +10,6 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from probekit.cache import ActivationCache
@@ -22,7 +21,7 @@ from probekit.datasets.windows import content_length, cut_windows, special_frame
 from probekit.errors import ProbekitError, guarded
 from probekit.registry import PluginRegistry
 from probekit.results import RunDirectory
-from probekit.spec import PluginRef, ResolvedPlugin, load_yaml, resolve_plugin, validate_spec_text, yaml_problem
+from probekit.spec import PluginRef, ResolvedPlugin, parse_params, resolve_plugin, validate_spec_text
 from probekit.units import check_dataset
 
 
@@ -122,17 +121,6 @@ def text_sequences(tokenizer: object, corpus: TextCorpus) -> list[np.ndarray]:
     if not sequences:
         raise ProbekitError(f"--text {corpus.pattern}: it holds no text")
     return sequences
-
-
-def parse_params(option: str, text: str) -> dict:
-    """A plugin's params given on the command line as YAML or JSON (a mapping)."""
-    try:
-        parsed = load_yaml(text) or {}
-    except yaml.YAMLError as error:
-        raise ProbekitError(f"{option}: {yaml_problem(error)}") from None
-    if not isinstance(parsed, dict):
-        raise ProbekitError(f"{option}: give a mapping, e.g. '{{key: value}}'")
-    return parsed
 
 
 def open_subject(

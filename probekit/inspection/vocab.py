@@ -14,8 +14,9 @@ import pyarrow as pa
 
 from probekit.contracts import Feature, ModelAdapter, ProbingDataset
 from probekit.errors import ProbekitError
+from probekit.figures import new_figure
 from probekit.inspection.neurons import NeuronId
-from probekit.inspection.output import Inspection, new_figure
+from probekit.inspection.output import Inspection
 from probekit.inspection.stream import stream_tokens
 
 #: label of a token outside every span of the split feature

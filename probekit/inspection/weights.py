@@ -13,8 +13,9 @@ import pyarrow as pa
 
 from probekit.contracts import ModelAdapter
 from probekit.errors import ProbekitError
+from probekit.figures import new_figure
 from probekit.inspection.neurons import NeuronId
-from probekit.inspection.output import Inspection, new_figure
+from probekit.inspection.output import Inspection
 
 STATISTICS = ("input_norm", "input_bias", "norm_times_bias", "output_norm")
 
