@@ -130,6 +130,16 @@ def test_a_cancelled_array_task_is_retried_and_nothing_is_lost_or_doubled(
     assert json.loads((tmp_path / "slurm" / "run.json").read_text())["status"] == "complete"
 
 
+def running_step(logs: Path) -> bool:
+    """Whether an array task's Python has started in its srun step and not finished (submitit's log says so). Called
+    once a probe task is listed RUNNING: the extraction array has completed by then, so this is a probe task."""
+    for path in logs.glob("*_*/*_log.out"):
+        text = path.read_text(errors="replace")
+        if "Starting with JobEnvironment" in text and "Job completed" not in text:
+            return True
+    return False
+
+
 def test_an_interrupted_driver_cancels_its_array_and_the_same_command_resumes(
         slurm_cluster: SlurmCluster, plugins_path: str, tmp_path: Path) -> None:
     (tmp_path / "spec.yaml").write_text(spec_text(tmp_path / "slurm", tmp_path / "cache-slurm", 2.0, SLURM))
@@ -138,7 +148,14 @@ def test_an_interrupted_driver_cancels_its_array_and_the_same_command_resumes(
                                  stderr=subprocess.STDOUT, text=True,
                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as at a terminal
     try:
-        array = running_probe_task(slurm_cluster).split("_")[0]
+        task = running_probe_task(slurm_cluster)
+        array = task.split("_")[0]
+        # RUNNING in squeue comes before the task's srun step starts; interrupt once its Python has started, so the
+        # cancelled step logs CANCELLED (before it, srun logs a refused or expired step instead)
+        deadline = time.monotonic() + 60
+        while not running_step(tmp_path / "slurm" / "slurm"):
+            assert time.monotonic() < deadline, f"no task of {array} started its step\n{slurm_cluster.log_tail()}"
+            time.sleep(0.1)
         driver.send_signal(signal.SIGINT)
         output, _ = driver.communicate(timeout=60)
     finally:
@@ -150,9 +167,7 @@ def test_an_interrupted_driver_cancels_its_array_and_the_same_command_resumes(
         assert time.monotonic() < deadline, "the interrupted driver's array is still queued or running"
         time.sleep(0.2)
     logs = "".join(path.read_text() for path in (tmp_path / "slurm" / "slurm").glob(f"{array}_*/*_log.err"))
-    # killed by the driver's scancel, not left to finish: a task whose step was running logs CANCELLED; one cancelled
-    # between its start and its step (a busy machine) logs that srun could not create the step of an ending job
-    assert "CANCELLED" in logs or "Job/step already completing or completed" in logs, logs
+    assert "CANCELLED" in logs, logs  # killed by the driver's scancel, not left to finish
     resumed = slurm_cluster.run(command, env={"PYTHONPATH": plugins_path}, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "cells already on disk" in resumed.stdout
